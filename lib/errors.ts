@@ -1,0 +1,59 @@
+import createError from '@fastify/error'
+
+/** A plugin option or a route's `config.rateLimit` is invalid. Thrown at registration. */
+export const FST_GCRA_INVALID_OPTION = createError<[string, string, string]>(
+  'FST_GCRA_INVALID_OPTION',
+  'fastify-gcra: %s: expected %s, got %s',
+  500,
+  TypeError,
+)
+
+/** The route's cost function threw or returned something that is not a finite number > 0. */
+export const FST_GCRA_INVALID_COST = createError<[string, string, { cause: unknown }?]>(
+  'FST_GCRA_INVALID_COST',
+  'fastify-gcra: the cost of %s must be a finite number > 0, got %s',
+  500,
+)
+
+/** The `key` resolver threw or returned something that cannot identify a caller. */
+export const FST_GCRA_INVALID_KEY = createError<[string]>(
+  'FST_GCRA_INVALID_KEY',
+  'fastify-gcra: the key resolver must return a string or a finite number, got %s',
+  500,
+)
+
+/** The `tier` resolver returned something that is not a tier name (a string), null or undefined. */
+export const FST_GCRA_INVALID_TIER = createError<[string]>(
+  'FST_GCRA_INVALID_TIER',
+  'fastify-gcra: the tier resolver must return a tier name, null or undefined, got %s',
+  500,
+)
+
+/** The store did not answer within `storeTimeoutMs`. */
+export const FST_GCRA_STORE_TIMEOUT = createError<[number]>(
+  'FST_GCRA_STORE_TIMEOUT',
+  'fastify-gcra: the store did not answer within %d ms',
+  503,
+)
+
+/** The store answered with something the plugin cannot read. */
+export const FST_GCRA_STORE_REPLY = createError<[string]>(
+  'FST_GCRA_STORE_REPLY',
+  'fastify-gcra: unexpected reply from the store: %s',
+  503,
+)
+
+/** Describe a value for an error message without dumping a secret or a 16 KiB string. */
+export function describe (value: unknown): string {
+  if (value === undefined) return 'undefined'
+  if (typeof value === 'function') return 'a function'
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value)
+  if (typeof value === 'symbol') return value.toString()
+  let text: string
+  try {
+    text = JSON.stringify(value) ?? String(value)
+  } catch {
+    text = Object.prototype.toString.call(value)
+  }
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text
+}

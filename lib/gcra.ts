@@ -1,0 +1,97 @@
+/**
+ * The GCRA decision as pure functions of (stored TATs, buckets, costs, now).
+ * Every time is an integer number of microseconds on the store's clock; integers keep
+ * the memory store, the Lua script and the reference model bit-for-bit equal.
+ */
+
+/** A limit turned into GCRA terms for one tier. */
+export interface Bucket {
+  /** Emission interval T = per / max', whole µs, rounded up so the limit is never exceeded. */
+  readonly intervalUs: number
+  /** Capacity D = burst' · T, whole µs. */
+  readonly capacityUs: number
+}
+
+// Products like 60e6 / (10 * 1.1) land a hair off an integer; do not let that add a µs.
+const EPSILON = 1e-6
+
+function roundUp (x: number): number {
+  const nearest = Math.round(x)
+  return Math.abs(x - nearest) < EPSILON ? nearest : Math.ceil(x)
+}
+
+function roundDown (x: number): number {
+  const nearest = Math.round(x)
+  return Math.abs(x - nearest) < EPSILON ? nearest : Math.floor(x)
+}
+
+/** T and D of `max` per `perMs` with `burst`, scaled by a tier multiplier. */
+export function toBucket (max: number, perMs: number, burst: number, multiplier: number): Bucket {
+  const intervalUs = Math.max(1, roundUp((perMs * 1000) / (max * multiplier)))
+  return { intervalUs, capacityUs: roundDown(burst * multiplier * intervalUs) }
+}
+
+/** What a request of `cost` adds to a TAT: c · T in whole µs, rounded up. */
+export function incrementUs (cost: number, intervalUs: number): number {
+  return Math.max(1, roundUp(cost * intervalUs))
+}
+
+/**
+ * The TAT a decision starts from: max(stored, now). A stored value that is not a finite
+ * number is absent; one beyond now + D (left by a larger limit) counts as an empty bucket.
+ */
+export function startTat (stored: number | undefined | null, nowUs: number, capacityUs: number): number {
+  if (stored === undefined || stored === null || !Number.isFinite(stored) || stored <= nowUs) return nowUs
+  const ceiling = nowUs + capacityUs
+  return stored > ceiling ? ceiling : stored
+}
+
+/**
+ * Decide a request over all its buckets at once. `tats` receives the TAT of every bucket
+ * after the decision: the new ones when allowed, the unchanged (start) ones when refused.
+ * Returns whether every bucket admits the request.
+ */
+export function decide (
+  stored: ArrayLike<number | undefined | null>,
+  capacitiesUs: ArrayLike<number>,
+  incrementsUs: ArrayLike<number>,
+  nowUs: number,
+  tats: number[],
+  charge = true,
+): boolean {
+  const n = capacitiesUs.length
+  let allowed = true
+  for (let i = 0; i < n; i++) {
+    const tat = startTat(stored[i], nowUs, capacitiesUs[i]!)
+    tats[i] = tat
+    if (tat + incrementsUs[i]! - nowUs > capacitiesUs[i]!) allowed = false
+  }
+  if (allowed && charge) {
+    for (let i = 0; i < n; i++) tats[i] = tats[i]! + incrementsUs[i]!
+  }
+  return allowed
+}
+
+/** Whole units a bucket can still admit at `nowUs`: floor((D − (TAT − now)) / T). */
+export function remainingUnits (tatUs: number, nowUs: number, bucket: Bucket): number {
+  const used = tatUs > nowUs ? tatUs - nowUs : 0
+  return Math.max(0, Math.floor((bucket.capacityUs - used) / bucket.intervalUs))
+}
+
+/** µs until a request adding `incUs` to this bucket would fit: TAT + inc − now − D (≤ 0 when it fits). */
+export function waitUs (tatUs: number, nowUs: number, incUs: number, bucket: Bucket): number {
+  return Math.max(tatUs, nowUs) + incUs - nowUs - bucket.capacityUs
+}
+
+/** µs until the bucket holds one more whole unit than now; 0 when it is full. */
+export function nextUnitUs (tatUs: number, nowUs: number, bucket: Bucket): number {
+  if (tatUs <= nowUs) return 0
+  const units = remainingUnits(tatUs, nowUs, bucket)
+  const at = Math.min(tatUs, tatUs - bucket.capacityUs + (units + 1) * bucket.intervalUs)
+  return Math.max(0, at - nowUs)
+}
+
+/** The largest cost a bucket can ever admit: D / T. */
+export function maxCost (bucket: Bucket): number {
+  return bucket.capacityUs / bucket.intervalUs
+}

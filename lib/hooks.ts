@@ -1,0 +1,121 @@
+/**
+ * The route hooks: charge fixed costs in `onRequest`; for costs computed from the body,
+ * turn away an empty bucket in `onRequest` and charge in `preHandler`, after parsing and
+ * validation.
+ */
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify'
+import { FST_GCRA_INVALID_COST, describe } from './errors.js'
+import { incrementUs } from './gcra.js'
+import { isThenable, toInfo, type Limiter, type RoutePlan } from './limiter.js'
+import type { NormalisedOptions } from './options.js'
+import { exceedsCapacity } from './policy.js'
+import { sendCostTooLarge, sendStoreUnavailable, sendTooManyRequests, setRateLimitHeaders } from './response.js'
+
+/** Where a request's resolved identity is kept between its onRequest and preHandler. */
+export const kCaller = Symbol('fastify-gcra.caller')
+
+interface Caller {
+  readonly key: string
+  readonly tier: string | null
+}
+
+type WithCaller = FastifyRequest & { [kCaller]: Caller | null }
+
+/** Logs a store outage once when it starts and once when it ends, not once per request. */
+export class StoreHealth {
+  #failing = false
+  readonly #log: FastifyBaseLogger
+
+  constructor (log: FastifyBaseLogger) {
+    this.#log = log
+  }
+
+  ok (): void {
+    if (!this.#failing) return
+    this.#failing = false
+    this.#log.info('fastify-gcra: the store answers again; limiting resumed')
+  }
+
+  failed (error: unknown, policy: NormalisedOptions['onStoreError']): void {
+    if (this.#failing) return
+    this.#failing = true
+    this.#log.error({ err: error }, `fastify-gcra: the store failed; requests are ${policy === 'allow' ? 'served unlimited' : 'answered 503'} until it answers again`)
+  }
+}
+
+async function costOf (plan: RoutePlan, request: FastifyRequest): Promise<number> {
+  let value: unknown
+  try {
+    value = (plan.cost as (r: FastifyRequest) => unknown)(request)
+    if (isThenable(value)) value = await value
+  } catch (error) {
+    throw new FST_GCRA_INVALID_COST(plan.label, `an error: ${(error as Error)?.message ?? describe(error)}`, { cause: error })
+  }
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new FST_GCRA_INVALID_COST(plan.label, describe(value))
+  return value
+}
+
+export function routeHooks (limiter: Limiter, options: NormalisedOptions, health: StoreHealth, plan: RoutePlan): {
+  onRequest?: onRequestAsyncHookHandler
+  preHandler?: preHandlerAsyncHookHandler
+} {
+  /** Returns false when the request has been answered. `charge` false: the early check of a body-cost route. */
+  async function limit (request: FastifyRequest, reply: FastifyReply, charge: boolean): Promise<boolean> {
+    const req = request as WithCaller
+    let caller = req[kCaller]
+    if (caller === null) {
+      const key = limiter.resolveKey(request)
+      const tier = limiter.resolveTier(request)
+      caller = { key: isThenable(key) ? await key : key, tier: isThenable(tier) ? await tier : tier }
+      req[kCaller] = caller
+    }
+    const set = limiter.setFor(plan, caller.tier)
+    let cost = 1
+    let increments = set.unitIncrements
+    if (!charge) {
+      // a cost of 1 that can never fit is the charge's 413 to give, after the body is read
+      if (exceedsCapacity(set, increments)) return true
+    } else if (typeof plan.cost === 'number') {
+      cost = plan.cost
+      increments = set.fixedIncrements!
+    } else {
+      cost = await costOf(plan, request)
+      increments = set.policies.map(p => incrementUs(cost, p.intervalUs))
+    }
+    if (exceedsCapacity(set, increments)) {
+      sendCostTooLarge(request, reply, options, set, cost, caller.tier)
+      return false
+    }
+
+    let decision
+    try {
+      const pending = limiter.decide(caller.key, set, increments, charge)
+      decision = isThenable(pending) ? await pending : pending
+    } catch (error) {
+      health.failed(error, options.onStoreError)
+      if (options.onStoreError === 'allow') return true
+      sendStoreUnavailable(request, reply)
+      return false
+    }
+    health.ok()
+    if (!charge && decision.allowed) return true
+
+    const info = toInfo(set, decision, cost, increments, caller.tier)
+    request.rateLimit = info
+    setRateLimitHeaders(reply, options.headers, set, info)
+    if (info.allowed) return true
+    sendTooManyRequests(request, reply, options, info)
+    return false
+  }
+
+  const charging = async function (this: unknown, request: FastifyRequest, reply: FastifyReply) {
+    if (!(await limit(request, reply, true))) return reply
+  }
+  const checking = async function (this: unknown, request: FastifyRequest, reply: FastifyReply) {
+    if (!(await limit(request, reply, false))) return reply
+  }
+
+  if (options.hook === 'preHandler') return { preHandler: charging }
+  if (typeof plan.cost === 'number') return { onRequest: charging }
+  return { onRequest: checking, preHandler: charging }
+}

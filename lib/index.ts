@@ -1,0 +1,90 @@
+/**
+ * fastify-gcra: GCRA rate limits from route config, in memory or in Redis.
+ * The entry stays thin: options, decorators, the onRoute hook and wiring.
+ */
+import type { FastifyInstance, FastifyPluginAsync, RouteOptions } from 'fastify'
+import fp from 'fastify-plugin'
+import { FST_GCRA_INVALID_OPTION } from './errors.js'
+import { kCaller, routeHooks, StoreHealth } from './hooks.js'
+import { Limiter } from './limiter.js'
+import { normaliseOptions, normaliseRouteConfig, type FastifyGcraOptions, type NormalisedOptions } from './options.js'
+import { namedScope, routeScope } from './policy.js'
+import { MemoryStore } from './stores/memory.js'
+import { RedisStore } from './stores/redis.js'
+import type { RateLimitStore } from './stores/store.js'
+import './types.js'
+
+function createStore (options: NormalisedOptions): RateLimitStore {
+  const setting = options.store
+  if (setting.kind === 'memory') return new MemoryStore({ maxKeys: setting.maxKeys })
+  return typeof setting.redis === 'string' ? RedisStore.fromUrl(setting.redis) : new RedisStore(setting.redis, false)
+}
+
+type HookList = RouteOptions['onRequest']
+
+function appendHook<H> (existing: H | H[] | undefined, hook: H): H[] {
+  if (existing === undefined) return [hook]
+  return Array.isArray(existing) ? [...existing, hook] : [existing, hook]
+}
+
+function routeLabel (route: RouteOptions): string {
+  const methods = Array.isArray(route.method) ? route.method : [route.method]
+  // HEAD routes Fastify adds for GET share the GET route's buckets
+  const shown = methods.map(m => (m === 'HEAD' ? 'GET' : m))
+  return `${[...new Set(shown)].join(',')} ${route.url}`
+}
+
+const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyInstance, rawOptions) => {
+  const options = normaliseOptions(rawOptions)
+  const store = createStore(options)
+  const limiter = new Limiter(options, store, fastify.log)
+  const health = new StoreHealth(fastify.log)
+
+  fastify.decorateRequest('rateLimit', null)
+  fastify.decorateRequest('rateLimitKey', null)
+  fastify.decorateRequest('rateLimitTier', null)
+  fastify.decorateRequest(kCaller, null)
+  fastify.decorate('rateLimiter', limiter.api())
+
+  fastify.addHook('onRoute', (route) => {
+    const config = (route.config as { rateLimit?: unknown } | undefined)?.rateLimit
+    if (config === false) return
+    const label = routeLabel(route)
+    const where = `route ${label}: config.rateLimit`
+    const settings = config === undefined ? undefined : normaliseRouteConfig(config, where, options.tiers)
+    const limits = settings?.limits ?? options.limits
+    if (limits === undefined && options.global.length === 0) {
+      if (settings === undefined) return
+      throw new FST_GCRA_INVALID_OPTION(`${where}.limits`, 'limits here, or the plugin\'s limits or global option', 'none')
+    }
+    const scopeId = settings?.scope === undefined ? routeScope(label) : namedScope(settings.scope)
+    const plan = limiter.plan(label, scopeId, limits ?? [], settings?.tiers ?? new Map(), settings?.cost ?? 1, true, where)
+    const hooks = routeHooks(limiter, options, health, plan)
+    if (hooks.onRequest !== undefined) route.onRequest = appendHook(route.onRequest as HookList, hooks.onRequest) as RouteOptions['onRequest']
+    if (hooks.preHandler !== undefined) route.preHandler = appendHook(route.preHandler, hooks.preHandler) as RouteOptions['preHandler']
+  })
+
+  if (store instanceof RedisStore && typeof options.store.kind === 'string' && typeof (options.store as { redis: unknown }).redis === 'string') {
+    // a client of our own: connect now, so the first requests do not meet a closed connection
+    await (store.client.connect() as Promise<void>).catch((error: unknown) => {
+      fastify.log.warn({ err: error }, 'fastify-gcra: could not connect to Redis yet; retrying in the background')
+    })
+  }
+
+  fastify.addHook('onClose', async () => {
+    await store.close()
+  })
+}
+
+/** The plugin. Register it before the routes it limits. */
+export const fastifyGcra = fp(plugin, { fastify: '5.x', name: 'fastify-gcra' })
+export default fastifyGcra
+
+export { FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_TIER, FST_GCRA_STORE_REPLY, FST_GCRA_STORE_TIMEOUT } from './errors.js'
+export { ipIdentity, hashIdentity } from './identity.js'
+export { parseDuration, parseLimitString, type Limit, type LimitObject, type LimitSpec } from './limit.js'
+export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
+export { RedisStore } from './stores/redis.js'
+export type { RateLimitStore, StoreReply } from './stores/store.js'
+export type { CostSetting, FastifyGcraOptions, RouteRateLimitConfig } from './options.js'
+export type { ConsumeOptions, PolicyState, RateLimitContext, RateLimitInfo, RateLimiter } from './types.js'

@@ -1,0 +1,134 @@
+/**
+ * Limit definitions: parsing `'10/minute'`, `'100/15 minutes'`, `{ max, per, burst, name }`
+ * and duration strings into one normalised shape. Pure; throws nothing but returns
+ * `undefined` for what it cannot read, so the caller can report the option's path.
+ */
+
+export const UNIT_MS = {
+  ms: 1,
+  second: 1000,
+  minute: 60_000,
+  hour: 3_600_000,
+  day: 86_400_000,
+} as const
+
+/** A limit as the user may write it. */
+export type LimitSpec = string | LimitObject
+
+export interface LimitObject {
+  /** Requests (cost units) admitted per `per`. A positive integer. */
+  max: number
+  /** The period: milliseconds, or a duration string such as `'1 minute'`, `'30s'`, `'15 minutes'`. */
+  per: number | string
+  /**
+   * How many units may be spent at once by a caller whose bucket is full.
+   * @default max
+   */
+  burst?: number
+  /**
+   * The policy's name in the `RateLimit` fields and in 429 bodies. Printable ASCII without `"` or `\`.
+   * @default derived from max and per, e.g. `'10/minute'`
+   */
+  name?: string
+}
+
+/** A validated limit, before any tier multiplier. */
+export interface Limit {
+  readonly name: string
+  readonly max: number
+  readonly perMs: number
+  readonly burst: number
+}
+
+const UNIT_ALIASES: Record<string, number> = {
+  ms: UNIT_MS.ms,
+  millisecond: UNIT_MS.ms,
+  milliseconds: UNIT_MS.ms,
+  s: UNIT_MS.second,
+  sec: UNIT_MS.second,
+  secs: UNIT_MS.second,
+  second: UNIT_MS.second,
+  seconds: UNIT_MS.second,
+  m: UNIT_MS.minute,
+  min: UNIT_MS.minute,
+  mins: UNIT_MS.minute,
+  minute: UNIT_MS.minute,
+  minutes: UNIT_MS.minute,
+  h: UNIT_MS.hour,
+  hr: UNIT_MS.hour,
+  hrs: UNIT_MS.hour,
+  hour: UNIT_MS.hour,
+  hours: UNIT_MS.hour,
+  d: UNIT_MS.day,
+  day: UNIT_MS.day,
+  days: UNIT_MS.day,
+}
+
+const DURATION = /^\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$/i
+// 'N/unit' or 'N/K units': only the four words of the contract, singular or plural
+const LIMIT = /^\s*(\d+)\s*\/\s*(?:(\d+)\s*)?(second|minute|hour|day)s?\s*$/i
+const NAME = /^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/
+
+/** Milliseconds of a duration string (`'1 minute'`, `'30s'`, `'500ms'`), or undefined. */
+export function parseDuration (text: string): number | undefined {
+  const match = DURATION.exec(text)
+  if (match === null) return undefined
+  const unit = UNIT_ALIASES[match[2]!.toLowerCase()]
+  if (unit === undefined) return undefined
+  const count = match[1] === undefined ? 1 : Number(match[1])
+  const ms = count * unit
+  return Number.isSafeInteger(ms) && ms > 0 ? ms : undefined
+}
+
+/** `'N/unit'` or `'N/K units'` as `{ max, perMs }`, or undefined. */
+export function parseLimitString (text: string): { max: number, perMs: number } | undefined {
+  const match = LIMIT.exec(text)
+  if (match === null) return undefined
+  const max = Number(match[1])
+  const count = match[2] === undefined ? 1 : Number(match[2])
+  const perMs = count * UNIT_MS[match[3]!.toLowerCase() as keyof typeof UNIT_MS]
+  if (!Number.isSafeInteger(max) || max < 1 || !Number.isSafeInteger(perMs) || perMs < 1) return undefined
+  return { max, perMs }
+}
+
+/** A period in words: `'minute'`, `'15 minutes'`, `'1500ms'`. */
+export function formatPeriod (perMs: number): string {
+  for (const unit of ['day', 'hour', 'minute', 'second'] as const) {
+    const size = UNIT_MS[unit]
+    if (perMs % size === 0) {
+      const count = perMs / size
+      return count === 1 ? unit : `${count} ${unit}s`
+    }
+  }
+  return `${perMs}ms`
+}
+
+export function isValidName (name: string): boolean {
+  return NAME.test(name)
+}
+
+export type LimitProblem = { path: string, expected: string }
+
+/**
+ * Normalise one limit. Returns the limit, or where it is wrong (relative path) and what
+ * was expected there.
+ */
+export function normaliseLimit (spec: LimitSpec): Limit | LimitProblem {
+  if (typeof spec === 'string') {
+    const parsed = parseLimitString(spec)
+    if (parsed === undefined) {
+      return { path: '', expected: "a limit like '10/minute' or '100/15 minutes' (unit: second, minute, hour or day)" }
+    }
+    return Object.freeze({ name: `${parsed.max}/${formatPeriod(parsed.perMs)}`, max: parsed.max, perMs: parsed.perMs, burst: parsed.max })
+  }
+  const perMs = typeof spec.per === 'number' ? spec.per : parseDuration(spec.per)
+  if (perMs === undefined || !Number.isSafeInteger(perMs) || perMs < 1) {
+    return { path: '.per', expected: "a whole number of milliseconds >= 1 or a duration such as '1 minute', '30s', '15 minutes'" }
+  }
+  const burst = spec.burst ?? spec.max
+  const name = spec.name ?? `${spec.max}/${formatPeriod(perMs)}${burst === spec.max ? '' : ` burst ${burst}`}`
+  if (!isValidName(name)) {
+    return { path: '.name', expected: 'a name of 1 to 64 printable ASCII characters without \'"\' or \'\\\'' }
+  }
+  return Object.freeze({ name, max: spec.max, perMs, burst })
+}

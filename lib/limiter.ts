@@ -1,0 +1,224 @@
+/**
+ * The limiter: resolves who is calling and in which tier, runs one store decision over
+ * a request's policies (bounded by the store timeout), and reads the decision back into
+ * a `RateLimitInfo`. Also the programmatic `fastify.rateLimiter`.
+ */
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import {
+  FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_TIER,
+  FST_GCRA_STORE_TIMEOUT, describe,
+} from './errors.js'
+import { incrementUs, nextUnitUs, remainingUnits, waitUs } from './gcra.js'
+import { hashIdentity, ipIdentity } from './identity.js'
+import type { Limit, LimitSpec } from './limit.js'
+import { normaliseLimits, type CostSetting, type MaybePromise, type NormalisedOptions } from './options.js'
+import { buildPolicy, buildSet, exceedsCapacity, GLOBAL_SCOPE, namedScope, type Policy, type PolicySet } from './policy.js'
+import { assertValid } from './schemas.js'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { LimitsSchema } from './schemas.js'
+import type { RateLimitStore, StoreReply } from './stores/store.js'
+import type { ConsumeOptions, PolicyState, RateLimitInfo, RateLimiter } from './types.js'
+
+/** Everything one route (or one programmatic limit set) needs per request. */
+export interface RoutePlan {
+  /** 'POST /batch', for messages. */
+  readonly label: string
+  readonly cost: CostSetting
+  /** The set for callers without a (known) tier: multiplier 1. */
+  readonly base: PolicySet
+  readonly tiers: ReadonlyMap<string, PolicySet>
+}
+
+export function isThenable<T> (value: MaybePromise<T> | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as PromiseLike<T> | null)?.then === 'function'
+}
+
+const checkLimits = TypeCompiler.Compile(LimitsSchema)
+// garbage tier names must not grow memory: past this many, unknown tiers are no longer remembered
+const MAX_UNKNOWN_TIERS = 1000
+
+export class Limiter {
+  readonly store: RateLimitStore
+  readonly #opts: NormalisedOptions
+  readonly #log: FastifyBaseLogger
+  readonly #policyIds = new Set<string>()
+  readonly #scopes = new Map<string, string>()
+  readonly #unknownTiers = new Set<string>()
+  readonly #programmatic = new Map<string, RoutePlan>()
+
+  constructor (options: NormalisedOptions, store: RateLimitStore, log: FastifyBaseLogger) {
+    this.#opts = options
+    this.store = store
+    this.#log = log
+  }
+
+  /**
+   * Build the policy sets of one route or scope for every tier. Routes sharing a named
+   * scope must declare the same limits, or they would not share their buckets.
+   */
+  plan (label: string, scopeId: string, limits: readonly Limit[], routeTiers: ReadonlyMap<string, readonly Limit[]>, cost: CostSetting, withGlobal: boolean, where: string): RoutePlan {
+    const signature = JSON.stringify([limits, [...routeTiers]])
+    const known = this.#scopes.get(scopeId)
+    if (known !== undefined && known !== signature) {
+      throw new FST_GCRA_INVALID_OPTION(where, `the same limits and tier limits as the other routes of scope '${scopeId.replace(/^\w+:/, '')}'`, 'different ones')
+    }
+    this.#scopes.set(scopeId, signature)
+    const fixed = typeof cost === 'number' ? cost : undefined
+    const global = withGlobal ? this.#opts.global : []
+    const make = (own: readonly Limit[], ownMultiplier: number, globalMultiplier: number): PolicySet => {
+      const policies: Policy[] = [
+        ...own.map(l => buildPolicy(l, ownMultiplier, scopeId)),
+        ...global.map(l => buildPolicy(l, globalMultiplier, GLOBAL_SCOPE)),
+      ]
+      const names = new Set<string>()
+      for (const p of policies) {
+        if (names.has(p.name)) throw new FST_GCRA_INVALID_OPTION(where, 'limit names distinct from the global limits\' names', `'${p.name}' twice`)
+        names.add(p.name)
+        this.#policyIds.add(p.id)
+      }
+      return buildSet(policies, fixed)
+    }
+    const tiers = new Map<string, PolicySet>()
+    for (const [name, multiplier] of this.#opts.tiers) {
+      const override = routeTiers.get(name)
+      tiers.set(name, override === undefined ? make(limits, multiplier, multiplier) : make(override, 1, multiplier))
+    }
+    return { label, cost, base: make(limits, 1, 1), tiers }
+  }
+
+  /** The hashed identity of the caller. */
+  resolveKey (request: FastifyRequest): MaybePromise<string> {
+    const resolver = this.#opts.key
+    if (resolver === undefined) return keyHash(request.rateLimitKey ?? ipIdentity(request.ip))
+    const value = resolver(request)
+    return isThenable(value) ? Promise.resolve(value).then(keyHash) : keyHash(value)
+  }
+
+  /** The caller's tier name, or null. */
+  resolveTier (request: FastifyRequest): MaybePromise<string | null> {
+    const resolver = this.#opts.tier
+    const value = resolver === undefined ? request.rateLimitTier : resolver(request)
+    return isThenable(value) ? Promise.resolve(value).then(tierName) : tierName(value)
+  }
+
+  /** The set for a tier. An unknown tier gets the base set (multiplier 1), with one warning per name. */
+  setFor (plan: RoutePlan, tier: string | null): PolicySet {
+    if (tier === null) return plan.base
+    const set = plan.tiers.get(tier)
+    if (set !== undefined) return set
+    if (!this.#unknownTiers.has(tier) && this.#unknownTiers.size < MAX_UNKNOWN_TIERS) {
+      this.#unknownTiers.add(tier)
+      this.#log.warn({ tier: tier.slice(0, 64) }, 'fastify-gcra: the tier resolver returned a tier that is not in options.tiers; limiting it as a caller without a tier (multiplier 1)')
+    }
+    return plan.base
+  }
+
+  /** One store decision, bounded by `storeTimeoutMs` when the store is asynchronous. */
+  decide (hashedKey: string, set: PolicySet, incrementsUs: readonly number[], charge: boolean): MaybePromise<StoreReply> {
+    const head = `${this.#opts.prefix}:{${hashedKey}}:`
+    const policies = set.policies
+    const keys = new Array<string>(policies.length)
+    for (let i = 0; i < policies.length; i++) keys[i] = head + policies[i]!.id
+    const reply = this.store.decide(keys, set.capacitiesUs, incrementsUs, charge)
+    return isThenable(reply) ? withTimeout(reply, this.#opts.storeTimeoutMs) : reply
+  }
+
+  /** The store keys of every bucket of an identity this app knows. */
+  keysOf (hashedKey: string): string[] {
+    const head = `${this.#opts.prefix}:{${hashedKey}}:`
+    return [...this.#policyIds].map(id => head + id)
+  }
+
+  /** The programmatic API. */
+  api (): RateLimiter {
+    const run = async (key: string, limits: readonly LimitSpec[], cost: number, options: ConsumeOptions, charge: boolean): Promise<RateLimitInfo> => {
+      if (typeof key !== 'string') throw new FST_GCRA_INVALID_KEY(describe(key))
+      if (typeof cost !== 'number' || !Number.isFinite(cost) || cost <= 0) throw new FST_GCRA_INVALID_COST('rateLimiter.consume()', describe(cost))
+      const tier = tierName(options.tier)
+      const set = this.setFor(this.#programmaticPlan(limits, options), tier)
+      const increments = charge ? set.policies.map(p => incrementUs(cost, p.intervalUs)) : set.unitIncrements
+      if (exceedsCapacity(set, increments)) return neverFits(set, cost, tier)
+      const reply = await this.decide(hashIdentity(key), set, increments, charge)
+      return toInfo(set, reply, cost, increments, tier)
+    }
+    return Object.freeze({
+      consume: (key: string, limits: readonly LimitSpec[], cost = 1, options: ConsumeOptions = {}) => run(key, limits, cost, options, true),
+      peek: (key: string, limits: readonly LimitSpec[], options: ConsumeOptions = {}) => run(key, limits, 1, options, false),
+      reset: async (key: string): Promise<void> => {
+        if (typeof key !== 'string') throw new FST_GCRA_INVALID_KEY(describe(key))
+        await this.store.delete(this.keysOf(hashIdentity(key)))
+      },
+    })
+  }
+
+  #programmaticPlan (limits: readonly LimitSpec[], options: ConsumeOptions): RoutePlan {
+    const scope = options.scope ?? 'default'
+    const withGlobal = options.global === true
+    const id = `${scope}\n${withGlobal}\n${JSON.stringify(limits)}`
+    let plan = this.#programmatic.get(id)
+    if (plan === undefined) {
+      assertValid(checkLimits, limits, 'rateLimiter limits')
+      const normalised = normaliseLimits(limits, 'rateLimiter limits')
+      if (normalised.length === 0 && !withGlobal) throw new FST_GCRA_INVALID_OPTION('rateLimiter limits', 'at least one limit', '[]')
+      plan = this.plan(`scope ${scope}`, namedScope(scope), normalised, new Map(), 1, withGlobal, `rateLimiter scope '${scope}'`)
+      this.#programmatic.set(id, plan)
+    }
+    return plan
+  }
+}
+
+function keyHash (value: unknown): string {
+  if (typeof value === 'string') return hashIdentity(value)
+  if (typeof value === 'number' && Number.isFinite(value)) return hashIdentity(String(value))
+  throw new FST_GCRA_INVALID_KEY(describe(value))
+}
+
+function tierName (value: unknown): string | null {
+  if (value === null || value === undefined) return null
+  if (typeof value === 'string') return value
+  throw new FST_GCRA_INVALID_TIER(describe(value))
+}
+
+function withTimeout<T> (promise: PromiseLike<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new FST_GCRA_STORE_TIMEOUT(ms)), ms)
+    promise.then(
+      value => { clearTimeout(timer); resolve(value) },
+      (error: unknown) => { clearTimeout(timer); reject(error) },
+    )
+  })
+}
+
+const ms = (us: number): number => Math.ceil(us / 1000)
+
+/** Read a store's decision back into the request's view of it. */
+export function toInfo (set: PolicySet, reply: StoreReply, cost: number, incrementsUs: readonly number[], tier: string | null): RateLimitInfo {
+  const now = reply.nowUs
+  const policies = new Array<PolicyState>(set.policies.length)
+  let remaining = Infinity
+  let resetMs = 0
+  let retryAfterMs = 0
+  for (let i = 0; i < policies.length; i++) {
+    const p = set.policies[i]!
+    const tat = reply.tatsUs[i]!
+    const left = remainingUnits(tat, now, p)
+    const reset = ms(nextUnitUs(tat, now, p))
+    const wait = reply.allowed ? 0 : Math.max(0, ms(waitUs(tat, now, incrementsUs[i]!, p)))
+    policies[i] = { name: p.name, quota: p.quota, burst: p.burst, windowMs: p.windowMs, remaining: left, resetMs: reset, retryAfterMs: wait }
+    if (left < remaining || (left === remaining && reset > resetMs)) {
+      remaining = left
+      resetMs = reset
+    }
+    if (wait > retryAfterMs) retryAfterMs = wait
+  }
+  return { allowed: reply.allowed, remaining: remaining === Infinity ? 0 : remaining, resetMs, retryAfterMs, cost, tier, maxCost: set.maxCost, policies }
+}
+
+/** The answer for a cost that no wait can make fit. */
+export function neverFits (set: PolicySet, cost: number, tier: string | null): RateLimitInfo {
+  const policies = set.policies.map(p => ({
+    name: p.name, quota: p.quota, burst: p.burst, windowMs: p.windowMs, remaining: 0, resetMs: 0,
+    retryAfterMs: incrementUs(cost, p.intervalUs) > p.capacityUs ? Infinity : 0,
+  }))
+  return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: Infinity, cost, tier, maxCost: set.maxCost, policies }
+}

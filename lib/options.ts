@@ -1,0 +1,225 @@
+/**
+ * Plugin options and route settings: validated once at registration, normalised into
+ * frozen objects. Nothing invalid is replaced by a default.
+ */
+import type { FastifyRequest } from 'fastify'
+import type { Cluster, Redis } from 'ioredis'
+import { FST_GCRA_INVALID_OPTION, describe } from './errors.js'
+import { normaliseLimit, type Limit, type LimitSpec } from './limit.js'
+import { assertValid, checkOptions, checkRouteConfig } from './schemas.js'
+import type { RateLimitContext } from './types.js'
+
+export type MaybePromise<T> = T | Promise<T>
+
+/** What a cost may be: units per request, or a function of the (validated) request. */
+export type CostSetting = number | ((request: FastifyRequest) => MaybePromise<number>)
+
+export interface FastifyGcraOptions {
+  /**
+   * Where bucket state lives. `'memory'` keeps it in this process (bounded, LRU);
+   * `{ redis }` shares it between every app instance on one Redis or Redis Cluster.
+   * @default 'memory'
+   */
+  store?: 'memory' | { memory: { maxKeys?: number } } | { redis: Redis | Cluster | string }
+  /**
+   * The caller's identity. Sync or async.
+   * @default request.rateLimitKey, else the client IP (IPv6 grouped by /64)
+   */
+  key?: (request: FastifyRequest) => MaybePromise<string | number>
+  /**
+   * The caller's tier name, resolved on the server. Sync or async; null/undefined: no tier.
+   * @default request.rateLimitTier
+   */
+  tier?: (request: FastifyRequest) => MaybePromise<string | null | undefined>
+  /**
+   * Tier multipliers of max and burst, e.g. `{ free: 1, premium: 5 }`.
+   * @default {}
+   */
+  tiers?: Record<string, number | { multiplier: number }>
+  /**
+   * Limits of every route that has no `limits` of its own. Without it, only routes with
+   * `config.rateLimit` (and the `global` limits) are limited.
+   * @default undefined
+   */
+  limits?: LimitSpec[]
+  /**
+   * App-wide limits per identity, shared by every limited route.
+   * @default []
+   */
+  global?: LimitSpec[]
+  /**
+   * Which rate-limit fields to send: IETF draft-10 `RateLimit`/`RateLimit-Policy`,
+   * `X-RateLimit-*`, both, or none.
+   * @default 'draft'
+   */
+  headers?: 'draft' | 'legacy' | 'both' | false
+  /**
+   * Namespace of the store's keys, for apps sharing one Redis.
+   * @default 'gcra'
+   */
+  prefix?: string
+  /**
+   * Where fixed costs are charged. `'preHandler'` moves every charge after auth hooks
+   * registered after the plugin (and after body parsing).
+   * @default 'onRequest'
+   */
+  hook?: 'onRequest' | 'preHandler'
+  /**
+   * The longest a request waits for the store, in ms; then `onStoreError` applies.
+   * @default 100
+   */
+  storeTimeoutMs?: number
+  /**
+   * What a request gets when the store fails or times out: `'allow'` serves it without
+   * rate-limit fields; `'deny'` answers 503 with `Retry-After: 1`.
+   * @default 'allow'
+   */
+  onStoreError?: 'allow' | 'deny'
+  /**
+   * Builds the body of a 429. Receives the request and what was exceeded.
+   * @default an RFC 9457 problem (`application/problem+json`)
+   */
+  errorResponseBuilder?: (request: FastifyRequest, context: RateLimitContext) => unknown
+}
+
+/** Route `config.rateLimit`. */
+export type RouteRateLimitConfig = false | {
+  /**
+   * This route's limits.
+   * @default the plugin's `limits`
+   */
+  limits?: LimitSpec[]
+  /**
+   * Units one request costs: a number, or a function of the validated request (sync or
+   * async), charged after parsing and validation.
+   * @default 1
+   */
+  cost?: CostSetting
+  /**
+   * Routes with the same scope share their buckets.
+   * @default the route itself ('METHOD /url')
+   */
+  scope?: string
+  /**
+   * Limits of a named tier on this route, used as written (no multiplier).
+   * @default {}
+   */
+  tiers?: Record<string, LimitSpec[]>
+}
+
+export type StoreSetting =
+  | { readonly kind: 'memory', readonly maxKeys: number }
+  | { readonly kind: 'redis', readonly redis: Redis | Cluster | string }
+
+export interface NormalisedOptions {
+  readonly store: StoreSetting
+  readonly key: FastifyGcraOptions['key']
+  readonly tier: FastifyGcraOptions['tier']
+  /** Tier name → multiplier. */
+  readonly tiers: ReadonlyMap<string, number>
+  readonly limits: readonly Limit[] | undefined
+  readonly global: readonly Limit[]
+  readonly headers: 'draft' | 'legacy' | 'both' | false
+  readonly prefix: string
+  readonly hook: 'onRequest' | 'preHandler'
+  readonly storeTimeoutMs: number
+  readonly onStoreError: 'allow' | 'deny'
+  readonly errorResponseBuilder: FastifyGcraOptions['errorResponseBuilder']
+}
+
+export interface RouteSettings {
+  readonly limits: readonly Limit[] | undefined
+  readonly cost: CostSetting
+  readonly scope: string | undefined
+  readonly tiers: ReadonlyMap<string, readonly Limit[]>
+}
+
+export const DEFAULT_MAX_KEYS = 100_000
+
+/** Normalise an array of limit specs whose shape the schema has checked; `path` for errors. */
+export function normaliseLimits (specs: readonly LimitSpec[], path: string, namePrefix = ''): Limit[] {
+  const out: Limit[] = []
+  const names = new Set<string>()
+  specs.forEach((spec, i) => {
+    const result = normaliseLimit(spec)
+    if ('expected' in result) {
+      const given = typeof spec === 'string' || result.path === '' ? spec : (spec as unknown as Record<string, unknown>)[result.path.slice(1)]
+      throw new FST_GCRA_INVALID_OPTION(`${path}[${i}]${result.path}`, result.expected, describe(given))
+    }
+    const explicitName = typeof spec === 'object' && spec.name !== undefined
+    const limit = explicitName || namePrefix === '' ? result : Object.freeze({ ...result, name: `${namePrefix}${result.name}` })
+    if (names.has(limit.name)) {
+      throw new FST_GCRA_INVALID_OPTION(`${path}[${i}]`, `limits with distinct names (give one a name)`, `a second limit named '${limit.name}'`)
+    }
+    names.add(limit.name)
+    out.push(limit)
+  })
+  return out
+}
+
+export function normaliseOptions (options: unknown): NormalisedOptions {
+  const given = options ?? {}
+  assertValid(checkOptions, given, 'options')
+  const opts = given as FastifyGcraOptions
+
+  let store: StoreSetting
+  const storeOpt = opts.store ?? 'memory'
+  if (storeOpt === 'memory') {
+    store = { kind: 'memory', maxKeys: DEFAULT_MAX_KEYS }
+  } else if ('memory' in storeOpt) {
+    store = { kind: 'memory', maxKeys: storeOpt.memory.maxKeys ?? DEFAULT_MAX_KEYS }
+  } else {
+    const redis = storeOpt.redis
+    if (typeof redis === 'string') {
+      if (!/^rediss?:\/\//.test(redis)) throw new FST_GCRA_INVALID_OPTION('options.store.redis', "a URL 'redis://...' or 'rediss://...'", describe(redis))
+    } else if (typeof (redis as { defineCommand?: unknown }).defineCommand !== 'function' || typeof (redis as { del?: unknown }).del !== 'function') {
+      throw new FST_GCRA_INVALID_OPTION('options.store.redis', 'an ioredis Redis or Cluster instance', describe(Object.prototype.toString.call(redis)))
+    }
+    store = { kind: 'redis', redis }
+  }
+
+  const tiers = new Map<string, number>()
+  for (const [name, value] of Object.entries(opts.tiers ?? {})) {
+    tiers.set(name, typeof value === 'number' ? value : value.multiplier)
+  }
+
+  const prefix = opts.prefix ?? 'gcra'
+  if (/[{}]/.test(prefix)) throw new FST_GCRA_INVALID_OPTION('options.prefix', "a string without '{' or '}' (the plugin places the Cluster hash tag)", describe(prefix))
+
+  const limits = opts.limits === undefined ? undefined : normaliseLimits(opts.limits, 'options.limits')
+  const global = normaliseLimits(opts.global ?? [], 'options.global', 'global ')
+
+  return Object.freeze({
+    store: Object.freeze(store),
+    key: opts.key,
+    tier: opts.tier,
+    tiers,
+    limits: limits === undefined ? undefined : Object.freeze(limits),
+    global: Object.freeze(global),
+    headers: opts.headers ?? 'draft',
+    prefix,
+    hook: opts.hook ?? 'onRequest',
+    storeTimeoutMs: opts.storeTimeoutMs ?? 100,
+    onStoreError: opts.onStoreError ?? 'allow',
+    errorResponseBuilder: opts.errorResponseBuilder,
+  })
+}
+
+/** Normalise a route's `config.rateLimit` (not `false`); `root` names the route for errors. */
+export function normaliseRouteConfig (config: unknown, root: string, tiers: ReadonlyMap<string, number>): RouteSettings {
+  assertValid(checkRouteConfig, config, root)
+  const cfg = config as Exclude<RouteRateLimitConfig, false>
+  const routeTiers = new Map<string, readonly Limit[]>()
+  for (const [name, specs] of Object.entries(cfg.tiers ?? {})) {
+    if (!tiers.has(name)) {
+      throw new FST_GCRA_INVALID_OPTION(`${root}.tiers`, `a tier declared in the plugin's tiers (${[...tiers.keys()].join(', ') || 'none declared'})`, describe(name))
+    }
+    routeTiers.set(name, Object.freeze(normaliseLimits(specs, `${root}.tiers.${name}`)))
+  }
+  return Object.freeze({
+    limits: cfg.limits === undefined ? undefined : Object.freeze(normaliseLimits(cfg.limits, `${root}.limits`)),
+    cost: cfg.cost ?? 1,
+    scope: cfg.scope,
+    tiers: routeTiers,
+  })
+}

@@ -1,0 +1,107 @@
+/**
+ * HTTP shaping: the rate-limit fields of a response, and the 429, 413 and 503 answers
+ * (RFC 9457 problem details).
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { NormalisedOptions } from './options.js'
+import type { PolicySet } from './policy.js'
+import type { PolicyState, RateLimitContext, RateLimitInfo } from './types.js'
+
+export const QUOTA_EXCEEDED = 'https://iana.org/assignments/http-problem-types#quota-exceeded'
+const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
+
+const seconds = (ms: number): number => Math.ceil(ms / 1000)
+
+/** The policy a single-policy view (legacy fields) reports: the one that refused, else the one with least left. */
+function mostRestrictive (info: RateLimitInfo): PolicyState {
+  let pick = info.policies[0]!
+  for (const p of info.policies) {
+    if (info.allowed ? p.remaining < pick.remaining : p.retryAfterMs > pick.retryAfterMs) pick = p
+  }
+  return pick
+}
+
+/** The `RateLimit` field value: `"name";r=<remaining>;t=<seconds until more quota>` per policy. */
+export function rateLimitField (info: RateLimitInfo): string {
+  let out = ''
+  for (const p of info.policies) {
+    if (out !== '') out += ', '
+    out += `"${p.name}";r=${p.remaining};t=${seconds(p.resetMs)}`
+  }
+  return out
+}
+
+export function setRateLimitHeaders (reply: FastifyReply, mode: NormalisedOptions['headers'], set: PolicySet, info: RateLimitInfo): void {
+  if (mode === false || info.policies.length === 0) return
+  if (mode !== 'legacy') {
+    reply.header('ratelimit-policy', set.policyField)
+    reply.header('ratelimit', rateLimitField(info))
+  }
+  if (mode !== 'draft') {
+    const p = mostRestrictive(info)
+    reply.header('x-ratelimit-limit', Math.floor(p.quota))
+    reply.header('x-ratelimit-remaining', p.remaining)
+    reply.header('x-ratelimit-reset', seconds(p.resetMs))
+  }
+}
+
+function quotedList (names: readonly string[]): string {
+  const q = names.map(n => `"${n}"`)
+  return q.length === 1 ? q[0]! : `${q.slice(0, -1).join(', ')} and ${q[q.length - 1]}`
+}
+
+function units (n: number): string {
+  return `${n} unit${n === 1 ? '' : 's'}`
+}
+
+/** The default 429 body: an RFC 9457 problem of draft-10's `quota-exceeded` type. */
+export function quotaExceededProblem (request: FastifyRequest, context: RateLimitContext): Record<string, unknown> {
+  const names = context.violated.map(p => p.name)
+  const s = context.retryAfterSeconds
+  return {
+    type: QUOTA_EXCEEDED,
+    title: 'Request quota exceeded',
+    status: 429,
+    detail: `${names.length === 1 ? 'Limit' : 'Limits'} ${quotedList(names)} exceeded: this request costs ${units(context.cost)}. Retry in ${s} second${s === 1 ? '' : 's'}.`,
+    'violated-policies': names,
+  }
+}
+
+export function sendTooManyRequests (request: FastifyRequest, reply: FastifyReply, options: NormalisedOptions, info: RateLimitInfo): void {
+  const retryAfterSeconds = Math.max(1, seconds(info.retryAfterMs))
+  const context: RateLimitContext = {
+    ...info,
+    violated: info.policies.filter(p => p.retryAfterMs > 0),
+    retryAfterSeconds,
+  }
+  reply.code(429).header('retry-after', retryAfterSeconds)
+  if (options.errorResponseBuilder === undefined) {
+    reply.type(PROBLEM_JSON).send(quotaExceededProblem(request, context))
+  } else {
+    reply.send(options.errorResponseBuilder(request, context))
+  }
+}
+
+/** 413: the cost can never fit; no Retry-After, since waiting cannot help. */
+export function sendCostTooLarge (request: FastifyRequest, reply: FastifyReply, options: NormalisedOptions, set: PolicySet, cost: number, tier: string | null): void {
+  const limiting = set.policies.filter(p => p.capacityUs / p.intervalUs === set.maxCost).map(p => p.name)
+  const largest = Math.round(set.maxCost * 1000) / 1000
+  if (options.headers !== false && options.headers !== 'legacy') reply.header('ratelimit-policy', set.policyField)
+  reply.code(413).type(PROBLEM_JSON).send({
+    type: 'about:blank',
+    title: 'Content Too Large',
+    status: 413,
+    detail: `This request costs ${units(cost)}, more than ${tier === null ? 'this route' : `the "${tier}" tier`} ever admits at once: the largest cost is ${largest} (${quotedList(limiting)}). Send smaller requests.`,
+    'max-cost': largest,
+  })
+}
+
+/** 503 while the store cannot be reached and `onStoreError` is 'deny'. */
+export function sendStoreUnavailable (request: FastifyRequest, reply: FastifyReply): void {
+  reply.code(503).header('retry-after', 1).type(PROBLEM_JSON).send({
+    type: 'about:blank',
+    title: 'Service Unavailable',
+    status: 503,
+    detail: 'The rate limiter cannot reach its store. Retry in 1 second.',
+  })
+}

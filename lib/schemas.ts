@@ -1,0 +1,136 @@
+/**
+ * TypeBox schemas of the plugin options and of a route's `config.rateLimit`, with the
+ * compiled checks and the one function that turns a failed check into a coded error.
+ */
+import { Type, type TSchema } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { ValueErrorType, type ValueError, type ValueErrorIterator } from '@sinclair/typebox/errors'
+import { FST_GCRA_INVALID_OPTION, describe } from './errors.js'
+
+const LIMIT_WORDS = "a limit: a string like '10/minute' or '100/15 minutes', or { max, per, burst?, name? }"
+
+const Resolver = Type.Function([Type.Any()], Type.Any(), { description: 'a function of the request' })
+
+export const LimitSchema = Type.Union([
+  Type.String(),
+  Type.Object({
+    max: Type.Integer({ minimum: 1, description: 'an integer >= 1' }),
+    per: Type.Union([Type.Integer({ minimum: 1 }), Type.String()], {
+      description: "milliseconds (an integer >= 1) or a duration such as '1 minute' or '30s'",
+    }),
+    burst: Type.Optional(Type.Integer({ minimum: 1, description: 'an integer >= 1' })),
+    name: Type.Optional(Type.String({ description: 'a string' })),
+  }, { additionalProperties: false }),
+], { description: LIMIT_WORDS })
+
+export const LimitsSchema = Type.Array(LimitSchema, { description: `an array of limits (${LIMIT_WORDS})` })
+
+const Multiplier = Type.Number({ exclusiveMinimum: 0, description: 'a finite number > 0' })
+
+export const TiersSchema = Type.Record(Type.String(), Type.Union([
+  Multiplier,
+  Type.Object({ multiplier: Multiplier }, { additionalProperties: false }),
+], { description: 'a multiplier: a finite number > 0 or { multiplier }' }), {
+  description: 'an object of tier names to multipliers, e.g. { free: 1, premium: 5 }',
+})
+
+const RedisClient = Type.Object({}, { description: 'an ioredis Redis or Cluster instance' })
+
+export const StoreSchema = Type.Union([
+  Type.Literal('memory'),
+  Type.Object({
+    memory: Type.Object({
+      maxKeys: Type.Optional(Type.Integer({ minimum: 1, description: 'an integer >= 1' })),
+    }, { additionalProperties: false }),
+  }, { additionalProperties: false }),
+  Type.Object({
+    redis: Type.Union([Type.String(), RedisClient], { description: "an ioredis Redis or Cluster instance, or a URL 'redis://...'" }),
+  }, { additionalProperties: false }),
+], { description: "'memory', { memory: { maxKeys? } } or { redis: client | 'redis://...' }" })
+
+export const OptionsSchema = Type.Object({
+  store: Type.Optional(StoreSchema),
+  key: Type.Optional(Resolver),
+  tier: Type.Optional(Resolver),
+  tiers: Type.Optional(TiersSchema),
+  limits: Type.Optional(LimitsSchema),
+  global: Type.Optional(LimitsSchema),
+  headers: Type.Optional(Type.Union([
+    Type.Literal('draft'), Type.Literal('legacy'), Type.Literal('both'), Type.Literal(false),
+  ], { description: "'draft', 'legacy', 'both' or false" })),
+  prefix: Type.Optional(Type.String({ description: "a string without '{' or '}'" })),
+  hook: Type.Optional(Type.Union([Type.Literal('onRequest'), Type.Literal('preHandler')], {
+    description: "'onRequest' or 'preHandler'",
+  })),
+  storeTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, description: 'an integer >= 1 (milliseconds)' })),
+  onStoreError: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')], {
+    description: "'allow' or 'deny'",
+  })),
+  errorResponseBuilder: Type.Optional(Type.Function([Type.Any(), Type.Any()], Type.Any(), { description: 'a function (request, context) => body' })),
+}, { additionalProperties: false, description: 'an options object' })
+
+export const RouteConfigSchema = Type.Union([
+  Type.Literal(false),
+  Type.Object({
+    limits: Type.Optional(LimitsSchema),
+    cost: Type.Optional(Type.Union([
+      Type.Number({ exclusiveMinimum: 0 }),
+      Type.Function([Type.Any()], Type.Any()),
+    ], { description: 'a finite number > 0 or a function of the request' })),
+    scope: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'a non-empty string of at most 128 characters' })),
+    tiers: Type.Optional(Type.Record(Type.String(), LimitsSchema, {
+      description: "an object of tier names to arrays of limits, e.g. { premium: ['100/minute'] }",
+    })),
+  }, { additionalProperties: false }),
+], { description: 'false or { limits?, cost?, scope?, tiers? }' })
+
+export const checkOptions = TypeCompiler.Compile(OptionsSchema)
+export const checkRouteConfig = TypeCompiler.Compile(RouteConfigSchema)
+
+/** `/limits/0/max` as `limits[0].max`, under `root`. */
+export function formatPath (root: string, pointer: string): string {
+  let out = root
+  for (const part of pointer.split('/').slice(1)) {
+    const key = part.replace(/~1/g, '/').replace(/~0/g, '~')
+    out += /^\d+$/.test(key) ? `[${key}]` : (/^[A-Za-z_$][\w$]*$/.test(key) ? `${out === '' ? '' : '.'}${key}` : `[${JSON.stringify(key)}]`)
+  }
+  return out === '' ? '(root)' : out
+}
+
+// A union error says only "expected union value"; when one branch got further into the
+// value (an object with a bad field), its error is the useful one.
+function deepest (error: ValueError): ValueError {
+  if (error.type !== ValueErrorType.Union) return error
+  let best = error
+  for (const branch of error.errors as ValueErrorIterator[]) {
+    const first = branch.First()
+    if (first !== undefined && first.path.length > best.path.length) best = deepest(first)
+  }
+  return best
+}
+
+function expectedOf (error: ValueError): string {
+  if (error.type === ValueErrorType.ObjectAdditionalProperties) {
+    const known = Object.keys((error.schema as TSchema & { properties?: object }).properties ?? {})
+    return `one of the known keys (${known.join(', ')})`
+  }
+  const description = (error.schema as TSchema).description
+  if (typeof description === 'string') return description
+  return error.message.replace(/^Expected /, '')
+}
+
+interface CompiledCheck {
+  Check(value: unknown): boolean
+  Errors(value: unknown): ValueErrorIterator
+}
+
+/** Throw FST_GCRA_INVALID_OPTION for the first failure of a compiled check. */
+export function assertValid (check: CompiledCheck, value: unknown, root: string): void {
+  if (check.Check(value)) return
+  const first = check.Errors(value).First()
+  if (first === undefined) throw new FST_GCRA_INVALID_OPTION(root, 'a valid value', describe(value))
+  const error = deepest(first)
+  const path = formatPath(root, error.path)
+  const got = error.type === ValueErrorType.ObjectAdditionalProperties ? `'${error.path.split('/').pop()}'` : describe(error.value)
+  throw new FST_GCRA_INVALID_OPTION(path, expectedOf(error), got)
+}

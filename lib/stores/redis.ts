@@ -1,0 +1,70 @@
+/**
+ * The shared store: one Lua script per decision on Redis or Redis Cluster, registered
+ * once per client with `defineCommand` (EVALSHA, with EVAL on NOSCRIPT).
+ */
+import { Redis, type Cluster, type RedisOptions } from 'ioredis'
+import { FST_GCRA_STORE_REPLY, describe } from '../errors.js'
+import { GCRA_LUA } from '../lua.js'
+import type { RateLimitStore, StoreReply } from './store.js'
+
+// Versioned, so two releases sharing one client never run each other's script.
+const COMMAND = 'fastifyGcraDecideV1'
+
+type ScriptClient = (Redis | Cluster) & {
+  [COMMAND]?: (...args: Array<string | number>) => Promise<unknown>
+}
+
+/**
+ * Settings for a client the plugin creates from a URL: fail fast while disconnected
+ * instead of queueing, and never re-send a decision after a reconnect (a GCRA script is
+ * not idempotent: a replay would charge twice).
+ */
+export const OWN_CLIENT_OPTIONS: RedisOptions = {
+  enableOfflineQueue: false,
+  autoResendUnfulfilledCommands: false,
+  maxRetriesPerRequest: 1,
+  connectTimeout: 2000,
+  lazyConnect: true,
+}
+
+export class RedisStore implements RateLimitStore {
+  readonly client: Redis | Cluster
+  readonly #owns: boolean
+
+  constructor (client: Redis | Cluster, ownsClient: boolean) {
+    this.client = client
+    this.#owns = ownsClient
+    if (typeof (client as ScriptClient)[COMMAND] !== 'function') {
+      client.defineCommand(COMMAND, { lua: GCRA_LUA })
+    }
+  }
+
+  /** A store on a client of its own, connected to `url`. */
+  static fromUrl (url: string): RedisStore {
+    return new RedisStore(new Redis(url, OWN_CLIENT_OPTIONS), true)
+  }
+
+  async decide (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean): Promise<StoreReply> {
+    const n = keys.length
+    const args: Array<string | number> = [n, ...keys, charge ? '1' : '0']
+    for (let i = 0; i < n; i++) args.push(capacitiesUs[i]!, incrementsUs[i]!)
+    const reply = await (this.client as ScriptClient)[COMMAND]!(...args)
+    if (!Array.isArray(reply) || reply.length !== n + 2 || !reply.every(v => typeof v === 'number')) {
+      throw new FST_GCRA_STORE_REPLY(describe(reply))
+    }
+    return { allowed: reply[0] === 1, nowUs: reply[1] as number, tatsUs: reply.slice(2) as number[] }
+  }
+
+  async delete (keys: readonly string[]): Promise<void> {
+    if (keys.length > 0) await this.client.del(...keys)
+  }
+
+  async close (): Promise<void> {
+    if (!this.#owns) return
+    try {
+      await this.client.quit()
+    } catch {
+      this.client.disconnect()
+    }
+  }
+}

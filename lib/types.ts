@@ -1,0 +1,99 @@
+/**
+ * Public types and the declaration merging that makes `config.rateLimit`,
+ * `request.rateLimit` and `fastify.rateLimiter` typed for Fastify users.
+ */
+import type { LimitSpec } from './limit.js'
+import type { RouteRateLimitConfig } from './options.js'
+
+/** One policy (limit) as it applied to a request. */
+export interface PolicyState {
+  /** The policy's name, as in `RateLimit-Policy`. */
+  readonly name: string
+  /** Units per window for this caller's tier: max · multiplier (draft-10 `q`). */
+  readonly quota: number
+  /** Units a full bucket can spend at once: burst · multiplier. */
+  readonly burst: number
+  /** The window, in ms (draft-10 `w`, in seconds). */
+  readonly windowMs: number
+  /** Whole units still available after the decision. */
+  readonly remaining: number
+  /** ms until this bucket holds one more unit; 0 when it is full. */
+  readonly resetMs: number
+  /** ms until this request's cost would fit this bucket; 0 when it fits. */
+  readonly retryAfterMs: number
+}
+
+/** The decision for one request, as `request.rateLimit` and as the programmatic API returns it. */
+export interface RateLimitInfo {
+  /** Whether every policy admitted the request (and it was charged). */
+  readonly allowed: boolean
+  /** Whole units left in the most restrictive policy. */
+  readonly remaining: number
+  /** ms until the most restrictive policy holds one more unit. */
+  readonly resetMs: number
+  /** 0 when allowed; else ms until this cost fits every policy (Infinity when it never can). */
+  readonly retryAfterMs: number
+  /** The units this request costs. */
+  readonly cost: number
+  /** The caller's tier name, or null. */
+  readonly tier: string | null
+  /** The largest cost this caller's tier admits on this route (the smallest burst). */
+  readonly maxCost: number
+  /** Every policy that applied, route limits first, then global ones. */
+  readonly policies: readonly PolicyState[]
+}
+
+/** What a 429 body builder receives. */
+export interface RateLimitContext extends RateLimitInfo {
+  /** The policies that refused the request. */
+  readonly violated: readonly PolicyState[]
+  /** The `Retry-After` value sent, in seconds. */
+  readonly retryAfterSeconds: number
+}
+
+export interface ConsumeOptions {
+  /**
+   * The bucket's scope; the same scope and limit names as a route share that route's buckets.
+   * @default 'default'
+   */
+  scope?: string
+  /**
+   * The caller's tier name (multiplies max and burst).
+   * @default null
+   */
+  tier?: string | null
+  /**
+   * Check the plugin's `global` limits too, in the same buckets as HTTP requests.
+   * @default false
+   */
+  global?: boolean
+}
+
+/** `fastify.rateLimiter`: the limiter outside HTTP (websockets, queues, admin tools, tests). */
+export interface RateLimiter {
+  /** Charge `cost` units to `key` against every limit, atomically; nothing is charged when refused. */
+  consume(key: string, limits: readonly LimitSpec[], cost?: number, options?: ConsumeOptions): Promise<RateLimitInfo>
+  /** The state of `key`'s buckets without charging; `allowed` says whether a cost of 1 would fit. */
+  peek(key: string, limits: readonly LimitSpec[], options?: ConsumeOptions): Promise<RateLimitInfo>
+  /** Forget every bucket of `key` (all routes, scopes and global limits this app knows). */
+  reset(key: string): Promise<void>
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** fastify-gcra: `false` exempts the route; an object sets its limits, cost, scope and tier limits. */
+    rateLimit?: RouteRateLimitConfig
+  }
+  interface FastifyRequest {
+    /** fastify-gcra: the decision for this request; null on routes that are not limited. */
+    rateLimit: RateLimitInfo | null
+    /** fastify-gcra: set by an auth hook to the verified caller's identity. */
+    rateLimitKey: string | null
+    /** fastify-gcra: set by an auth hook to the verified caller's tier name. */
+    rateLimitTier: string | null
+  }
+  interface FastifyInstance {
+    /** fastify-gcra: consume, peek and reset buckets outside HTTP. */
+    rateLimiter: RateLimiter
+  }
+}
