@@ -12,17 +12,22 @@ export interface Bucket {
   readonly capacityUs: number
 }
 
-// Products like 60e6 / (10 * 1.1) land a hair off an integer; do not let that add a µs.
-const EPSILON = 1e-6
+// Products like 60e6 / (10 * 1.1) land a few ulps off an integer; do not let that add or
+// drop a µs. The tolerance is relative (~170 ulps): far above float noise, far below any
+// real fraction of a µs the inputs can produce.
+const TOLERANCE = 2 ** -44
+
+function nearInteger (x: number): number | undefined {
+  const nearest = Math.round(x)
+  return Math.abs(x - nearest) <= Math.abs(x) * TOLERANCE + 1e-9 ? nearest : undefined
+}
 
 function roundUp (x: number): number {
-  const nearest = Math.round(x)
-  return Math.abs(x - nearest) < EPSILON ? nearest : Math.ceil(x)
+  return nearInteger(x) ?? Math.ceil(x)
 }
 
 function roundDown (x: number): number {
-  const nearest = Math.round(x)
-  return Math.abs(x - nearest) < EPSILON ? nearest : Math.floor(x)
+  return nearInteger(x) ?? Math.floor(x)
 }
 
 /** T and D of `max` per `perMs` with `burst`, scaled by a tier multiplier. */

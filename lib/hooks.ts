@@ -49,7 +49,8 @@ async function costOf (plan: RoutePlan, request: FastifyRequest): Promise<number
     value = (plan.cost as (r: FastifyRequest) => unknown)(request)
     if (isThenable(value)) value = await value
   } catch (error) {
-    throw new FST_GCRA_INVALID_COST(plan.label, `an error: ${(error as Error)?.message ?? describe(error)}`, { cause: error })
+    // the cause carries the detail; the logger prints its message after ours
+    throw new FST_GCRA_INVALID_COST(plan.label, 'an exception', { cause: error })
   }
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new FST_GCRA_INVALID_COST(plan.label, describe(value))
   return value

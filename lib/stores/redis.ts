@@ -24,6 +24,8 @@ export const OWN_CLIENT_OPTIONS: RedisOptions = {
   autoResendUnfulfilledCommands: false,
   maxRetriesPerRequest: 1,
   connectTimeout: 2000,
+  // visible in CLIENT LIST, so an operator can tell the limiter's connections apart
+  connectionName: 'fastify-gcra',
   lazyConnect: true,
 }
 
