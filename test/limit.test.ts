@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest'
+import { formatPeriod, normaliseLimit, parseDuration, parseLimitString } from '../lib/limit.js'
+
+describe('limit strings', () => {
+  it.each([
+    ['10/minute', 10, 60_000],
+    ['10/minutes', 10, 60_000],
+    ['1/second', 1, 1_000],
+    ['100/15 minutes', 100, 900_000],
+    [' 5 / 2 hours ', 5, 7_200_000],
+    ['200/day', 200, 86_400_000],
+    ['7/3 Days', 7, 259_200_000],
+  ])('reads %j', (text, max, perMs) => {
+    expect(parseLimitString(text)).toEqual({ max, perMs })
+  })
+
+  it.each(['', '10', '10/', '/minute', '0/minute', '-1/minute', '1.5/minute', '10/mintue', '10/min', '10/0 minutes', '10/minute/2', 'ten/minute'])(
+    'rejects %j', (text) => {
+      expect(parseLimitString(text)).toBeUndefined()
+    })
+})
+
+describe('durations', () => {
+  it.each([
+    ['1 minute', 60_000], ['30s', 30_000], ['15 minutes', 900_000], ['500ms', 500], ['2h', 7_200_000],
+    ['1d', 86_400_000], ['hour', 3_600_000], ['1.5s', 1_500], ['10 sec', 10_000],
+  ])('reads %j', (text, ms) => {
+    expect(parseDuration(text)).toBe(ms)
+  })
+
+  it.each(['', 'soon', '1 fortnight', '0s', '-1s', '0.0001ms', '1e3ms'])('rejects %j', (text) => {
+    expect(parseDuration(text)).toBeUndefined()
+  })
+
+  it('formats periods in words', () => {
+    expect([60_000, 900_000, 1_000, 86_400_000, 1_500].map(formatPeriod)).toEqual(['minute', '15 minutes', 'second', 'day', '1500ms'])
+  })
+})
+
+describe('limit objects', () => {
+  it('default burst to max and derive a name', () => {
+    expect(normaliseLimit({ max: 10, per: '1 minute' })).toEqual({ name: '10/minute', max: 10, perMs: 60_000, burst: 10 })
+    expect(normaliseLimit({ max: 10, per: 60_000, burst: 3 })).toEqual({ name: '10/minute burst 3', max: 10, perMs: 60_000, burst: 3 })
+    expect(normaliseLimit({ max: 10, per: '1h', name: 'hourly' })).toMatchObject({ name: 'hourly' })
+  })
+
+  it('say where an object is wrong', () => {
+    expect(normaliseLimit({ max: 10, per: 'soon' })).toMatchObject({ path: '.per' })
+    expect(normaliseLimit({ max: 10, per: 1.5 })).toMatchObject({ path: '.per' })
+    expect(normaliseLimit({ max: 10, per: '1m', name: 'has "quotes"' })).toMatchObject({ path: '.name' })
+    expect(normaliseLimit({ max: 10, per: '1m', name: '' })).toMatchObject({ path: '.name' })
+  })
+})
