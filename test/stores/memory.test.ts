@@ -1,0 +1,64 @@
+import { describe, expect, it, vi, afterEach } from 'vitest'
+import { MemoryStore } from '../../lib/stores/memory.js'
+import { appWith, memoryCase, statuses, ok } from '../helpers/app.js'
+
+const D = 5_000_000
+const charge = (store: MemoryStore, key: string, inc = 1_000_000) => store.decide([key], [D], [inc], true)
+
+describe('memory store', () => {
+  afterEach(() => { vi.useRealTimers() })
+
+  it('never holds more than maxKeys buckets under a flood of identities', () => {
+    let now = 1_000_000_000
+    const store = new MemoryStore({ maxKeys: 1000, clock: () => now })
+    for (let i = 0; i < 20_000; i++) {
+      charge(store, `ip-${i}`)
+      now += 100
+    }
+    expect(store.size).toBeLessThanOrEqual(1000)
+  })
+
+  it('evicts expired buckets before live ones, and counts the live ones it has to evict', () => {
+    let now = 1_000_000_000
+    const store = new MemoryStore({ maxKeys: 3, clock: () => now })
+    charge(store, 'old-1')
+    charge(store, 'old-2')
+    now += 10_000_000 // both are full again: no state left in them
+    charge(store, 'live')
+    charge(store, 'new-1')
+    charge(store, 'new-2')
+    expect(store.evictedLive).toBe(0)
+    expect(store.size).toBe(3)
+    // now every bucket is live: the least recently charged one goes, and is counted
+    charge(store, 'new-3')
+    expect(store.evictedLive).toBe(1)
+    expect(store.decide(['live'], [D], [5_000_000], false).allowed).toBe(true)
+    expect(store.decide(['new-1'], [D], [5_000_000], false).allowed).toBe(false)
+  })
+
+  it('keeps a recently charged bucket over one charged long ago', () => {
+    let now = 1_000_000_000
+    const store = new MemoryStore({ maxKeys: 2, clock: () => now })
+    charge(store, 'a')
+    charge(store, 'b')
+    charge(store, 'a')
+    charge(store, 'c')
+    // 'b' was the least recently charged
+    expect(store.decide(['b'], [D], [5_000_000], false).allowed).toBe(true)
+    expect(store.decide(['a'], [D], [4_000_000], false).allowed).toBe(false)
+  })
+
+  it('follows the system clock by default, so fake timers drive it', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] })
+    vi.setSystemTime(new Date('2026-01-01T00:00:00Z'))
+    const app = await appWith(memoryCase, { store: { memory: { maxKeys: 100 } } })
+    app.get('/p', { config: { rateLimit: { limits: ['2/minute'] } } }, ok)
+    expect(await statuses(app, 3, '/p')).toEqual([200, 200, 429])
+    vi.setSystemTime(new Date('2026-01-01T00:00:29.999Z'))
+    expect(await statuses(app, 1, '/p')).toEqual([429])
+    vi.setSystemTime(new Date('2026-01-01T00:00:30Z'))
+    const back = await app.inject('/p')
+    expect(back.statusCode).toBe(200)
+    expect(back.headers.ratelimit).toBe('"2/minute";r=0;t=30')
+  })
+})

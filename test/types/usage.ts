@@ -1,0 +1,66 @@
+// Compiled by test/types.test.ts with `tsc --noEmit`: what must type-check does, and
+// every `@ts-expect-error` line must really be an error (tsc fails on an unused one).
+import Fastify, { type FastifyContextConfig, type FastifyRequest } from 'fastify'
+import { Cluster, Redis } from 'ioredis'
+import gcra, { fastifyGcra, type RateLimitInfo, type RateLimiter, type RouteRateLimitConfig } from '../../lib/index.js'
+
+const app = Fastify()
+
+await app.register(gcra, {
+  store: 'memory',
+  key: (req) => (req.headers['x-api-key'] as string | undefined) ?? req.ip,
+  tier: async (req) => (req.rateLimitKey === null ? null : 'premium'),
+  tiers: { free: 1, premium: { multiplier: 5 } },
+  limits: ['100/minute', { max: 10, per: '30s', burst: 20, name: 'bursty' }],
+  global: ['200/day'],
+  headers: 'both',
+  prefix: 'gcra',
+  hook: 'preHandler',
+  errorResponseBuilder: (_req, ctx) => ({ wait: ctx.retryAfterSeconds, names: ctx.violated.map(p => p.name) }),
+})
+await app.register(fastifyGcra, { store: { redis: new Redis({ lazyConnect: true }) } })
+await app.register(fastifyGcra, { store: { redis: new Cluster([{ host: '127.0.0.1', port: 7000 }], { lazyConnect: true }) } })
+await app.register(fastifyGcra, { store: { redis: 'redis://127.0.0.1:6379' } })
+
+app.get('/health', { config: { rateLimit: false } }, async () => 'ok')
+app.post('/batch', {
+  config: { rateLimit: { limits: ['100/minute'], cost: (req: FastifyRequest) => (req.body as { inputs: unknown[] }).inputs.length } },
+}, async (req) => {
+  const info: RateLimitInfo | null = req.rateLimit
+  return { remaining: info?.remaining, tier: info?.tier, policies: info?.policies.map(p => p.name) }
+})
+app.post('/async-cost', { config: { rateLimit: { cost: async () => 3, scope: 'shared', tiers: { premium: ['1/second'] } } } }, async () => 'ok')
+
+app.addHook('onRequest', async (req) => {
+  req.rateLimitKey = 'user-1'
+  req.rateLimitTier = 'premium'
+})
+
+const limiter: RateLimiter = app.rateLimiter
+const consumed: Promise<RateLimitInfo> = limiter.consume('user-1', ['10/minute'], 2, { scope: 'chat', tier: 'premium', global: true })
+void consumed
+void limiter.peek('user-1', ['10/minute'])
+void limiter.reset('user-1')
+
+const exempt: RouteRateLimitConfig = false
+void exempt
+
+// @ts-expect-error a cost is a number or a function, not a string
+const badCost: RouteRateLimitConfig = { cost: '2' }
+void badCost
+// @ts-expect-error the same in a route's config
+const badRoute: FastifyContextConfig = { rateLimit: { limits: ['1/minute'], cost: '2' } }
+void badRoute
+// @ts-expect-error rateLimit is false or an object, never true
+app.get('/bad-flag', { config: { rateLimit: true } }, async () => 'x')
+// @ts-expect-error headers is 'draft' | 'legacy' | 'both' | false
+await app.register(gcra, { headers: 'ietf' })
+// @ts-expect-error a limit object needs per
+await app.register(gcra, { limits: [{ max: 5 }] })
+// @ts-expect-error the store is 'memory', { memory } or { redis }
+await app.register(gcra, { store: 'redis' })
+// @ts-expect-error the tier resolver returns a name, not a number
+await app.register(gcra, { tier: () => 5 })
+// @ts-expect-error consume resolves to a RateLimitInfo, not a number
+const n: number = app.rateLimiter.consume('k', ['1/minute'])
+void n
