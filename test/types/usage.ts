@@ -52,7 +52,8 @@ void badCost
 const badRoute: FastifyContextConfig = { rateLimit: { limits: ['1/minute'], cost: '2' } }
 void badRoute
 // @ts-expect-error rateLimit is false or an object, never true
-app.get('/bad-flag', { config: { rateLimit: true } }, async () => 'x')
+const badFlag: FastifyContextConfig = { rateLimit: true }
+void badFlag
 // @ts-expect-error headers is 'draft' | 'legacy' | 'both' | false
 await app.register(gcra, { headers: 'ietf' })
 // @ts-expect-error a limit object needs per
