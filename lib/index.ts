@@ -4,7 +4,6 @@
  */
 import type { FastifyInstance, FastifyPluginAsync, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { FST_GCRA_INVALID_OPTION } from './errors.js'
 import { kCaller, routeHooks, StoreHealth } from './hooks.js'
 import { Limiter } from './limiter.js'
 import { normaliseOptions, normaliseRouteConfig, type FastifyGcraOptions, type NormalisedOptions } from './options.js'
@@ -52,13 +51,11 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
     const label = routeLabel(route)
     const where = `route ${label}: config.rateLimit`
     const settings = config === undefined ? undefined : normaliseRouteConfig(config, where, options.tiers)
-    const limits = settings?.limits ?? options.limits
-    if (limits === undefined && options.global.length === 0) {
-      if (settings === undefined) return
-      throw new FST_GCRA_INVALID_OPTION(`${where}.limits`, 'limits here, or the plugin\'s limits or global option', 'none')
-    }
+    const limits = settings?.limits ?? options.limits ?? []
+    // no config and nothing app-wide: the route is simply not limited
+    if (settings === undefined && limits.length === 0 && options.global.length === 0) return
     const scopeId = settings?.scope === undefined ? routeScope(label) : namedScope(settings.scope)
-    const plan = limiter.plan(label, scopeId, limits ?? [], settings?.tiers ?? new Map(), settings?.cost ?? 1, true, where)
+    const plan = limiter.plan(label, scopeId, limits, settings?.tiers ?? new Map(), settings?.cost ?? 1, true, where)
     const hooks = routeHooks(limiter, options, health, plan)
     if (hooks.onRequest !== undefined) route.onRequest = appendHook(route.onRequest as HookList, hooks.onRequest) as RouteOptions['onRequest']
     if (hooks.preHandler !== undefined) route.preHandler = appendHook(route.preHandler, hooks.preHandler) as RouteOptions['preHandler']

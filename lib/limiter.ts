@@ -62,7 +62,6 @@ export class Limiter {
     if (known !== undefined && known !== signature) {
       throw new FST_GCRA_INVALID_OPTION(where, `the same limits and tier limits as the other routes of scope '${scopeId.replace(/^\w+:/, '')}'`, 'different ones')
     }
-    this.#scopes.set(scopeId, signature)
     const fixed = typeof cost === 'number' ? cost : undefined
     const global = withGlobal ? this.#opts.global : []
     const make = (own: readonly Limit[], ownMultiplier: number, globalMultiplier: number): PolicySet => {
@@ -70,6 +69,9 @@ export class Limiter {
         ...own.map(l => buildPolicy(l, ownMultiplier, scopeId)),
         ...global.map(l => buildPolicy(l, globalMultiplier, GLOBAL_SCOPE)),
       ]
+      if (policies.length === 0) {
+        throw new FST_GCRA_INVALID_OPTION(where, 'at least one limit: the route\'s own, the plugin\'s limits or global', 'none')
+      }
       const names = new Set<string>()
       for (const p of policies) {
         if (names.has(p.name)) throw new FST_GCRA_INVALID_OPTION(where, 'limit names distinct from the global limits\' names', `'${p.name}' twice`)
@@ -83,7 +85,9 @@ export class Limiter {
       const override = routeTiers.get(name)
       tiers.set(name, override === undefined ? make(limits, multiplier, multiplier) : make(override, 1, multiplier))
     }
-    return { label, cost, base: make(limits, 1, 1), tiers }
+    const base = make(limits, 1, 1)
+    this.#scopes.set(scopeId, signature)
+    return { label, cost, base, tiers }
   }
 
   /** The hashed identity of the caller. */
@@ -159,7 +163,6 @@ export class Limiter {
     if (plan === undefined) {
       assertValid(checkLimits, limits, 'rateLimiter limits')
       const normalised = normaliseLimits(limits, 'rateLimiter limits')
-      if (normalised.length === 0 && !withGlobal) throw new FST_GCRA_INVALID_OPTION('rateLimiter limits', 'at least one limit', '[]')
       plan = this.plan(`scope ${scope}`, namedScope(scope), normalised, new Map(), 1, withGlobal, `rateLimiter scope '${scope}'`)
       this.#programmatic.set(id, plan)
     }

@@ -131,6 +131,10 @@ describe.each(storeCases)('fastify.rateLimiter on the $name store', (store) => {
     await app.ready()
     await expect(app.rateLimiter.consume('u', ['10/mintue'])).rejects.toThrow(FST_GCRA_INVALID_OPTION)
     await expect(app.rateLimiter.consume('u', [])).rejects.toThrow(/at least one limit/)
+    await expect(app.rateLimiter.consume('u', [], 1, { global: true })).rejects.toThrow(/at least one limit/)
+    // a refused definition leaves its scope free for a valid one
+    await expect(app.rateLimiter.consume('u', [], 1, { scope: 'ws' })).rejects.toThrow(/at least one limit/)
+    expect((await app.rateLimiter.consume('u', ['1/minute'], 1, { scope: 'ws' })).allowed).toBe(true)
     await expect(app.rateLimiter.consume('u', ['1/minute'], 0)).rejects.toThrow(FST_GCRA_INVALID_COST)
     await expect(app.rateLimiter.consume(42 as never, ['1/minute'])).rejects.toThrow(/key resolver must return/)
   })

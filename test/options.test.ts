@@ -104,21 +104,20 @@ describe('route configs are validated when the route is registered', () => {
     [{ scope: '' }, 'route GET /r: config.rateLimit.scope: expected a non-empty string of at most 128 characters, got ""'],
     [{ limit: ['1/minute'] }, "route GET /r: config.rateLimit.limit: expected one of the known keys (limits, cost, scope, tiers), got 'limit'"],
     [true, 'route GET /r: config.rateLimit: expected false or { limits?, cost?, scope?, tiers? }, got true'],
-    [{}, "route GET /r: config.rateLimit.limits: expected limits here, or the plugin's limits or global option, got none"],
     [{ limits: ['1/minute'], tiers: { gold: ['5/minute'] } }, 'route GET /r: config.rateLimit.tiers: expected a tier declared in the plugin\'s tiers (premium), got "gold"'],
     [{ limits: ['1/minute'], tiers: { premium: '5/minute' } }, "route GET /r: config.rateLimit.tiers.premium: expected an array of limits (a limit: a string like '10/minute' or '100/15 minutes', or { max, per, burst?, name? }), got \"5/minute\""],
     [{ limits: ['1/minute'], scope: 'shared' }, "route GET /other: config.rateLimit: expected the same limits and tier limits as the other routes of scope 'shared', got different ones"],
     [{ limits: [{ max: 1, per: '1m', name: 'global 1/minute' }] }, "route GET /r: config.rateLimit: expected limit names distinct from the global limits' names, got 'global 1/minute' twice"],
   ])('%j', async (config, message) => {
     const error = await route(config, { tiers: { premium: 5 }, global: ['1/minute'] }).then(() => undefined, (e: unknown) => e)
-    if ((config as { limits?: unknown }).limits === undefined && JSON.stringify(config) === '{}') {
-      // with global limits, {} is valid: it takes the global ones; without any limits it is not
-      const bare = await route(config).then(() => undefined, (e: unknown) => e)
-      expect(error).toBeUndefined()
-      expect((bare as Error).message).toBe(`fastify-gcra: ${message}`)
-      return
-    }
     expect(error).toBeInstanceOf(FST_GCRA_INVALID_OPTION)
     expect((error as Error).message).toBe(`fastify-gcra: ${message}`)
+  })
+
+  it('needs some limit for every route and tier: {} takes the global ones, and nothing at all is an error', async () => {
+    await expect(route({}, { global: ['1/minute'] })).resolves.toBeUndefined()
+    await expect(route({ limits: [] }, { global: ['1/minute'] })).resolves.toBeUndefined()
+    await expect(route({ limits: [] })).rejects.toThrow("config.rateLimit: expected at least one limit: the route's own, the plugin's limits or global, got none")
+    await expect(route({ limits: ['1/minute'], tiers: { premium: [] } }, { tiers: { premium: 5 } })).rejects.toThrow('expected at least one limit')
   })
 })

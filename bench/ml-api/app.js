@@ -1,0 +1,63 @@
+// The example ML API: what a real inference service on fastify-gcra looks like.
+import Fastify from 'fastify'
+import gcra from 'fastify-gcra'
+import { Type } from '@sinclair/typebox'
+import { FEATURES, trainModel } from './model.js'
+
+/** Server-side key table: the tier comes from here, never from a header the caller sets. */
+export const API_KEYS = {
+  'demo-free-key': { owner: 'free demo user', tier: 'free' },
+  'demo-premium-key': { owner: 'premium demo user', tier: 'premium' },
+}
+
+export const MAX_BATCH = 32
+
+const Flower = Type.Tuple([Type.Number(), Type.Number(), Type.Number(), Type.Number()], {
+  description: FEATURES.join(', ') + ' (cm)',
+})
+
+export async function buildApp ({ redisUrl, logger = false } = {}) {
+  const app = Fastify({ logger })
+  const model = trainModel()
+
+  // Identity first: an unknown key gets 401 before any inference or charge.
+  app.addHook('onRequest', async (request, reply) => {
+    const key = request.headers['x-api-key']
+    if (key === undefined) return // anonymous: limited by IP (IPv6 by /64)
+    const entry = typeof key === 'string' ? API_KEYS[key] : undefined
+    if (entry === undefined) {
+      return reply.code(401).send({ error: 'Unauthorized', message: 'unknown API key' })
+    }
+    request.rateLimitKey = `key:${key}`
+    request.rateLimitTier = entry.tier
+  })
+
+  await app.register(gcra, {
+    store: redisUrl ? { redis: redisUrl } : 'memory',
+    tiers: { free: 1, premium: 5 },
+    limits: ['30/minute'],
+    global: ['200/day', '50/hour'],
+  })
+
+  app.get('/health', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))
+
+  app.get('/model', async () => model.info)
+
+  app.post('/predict', {
+    schema: { body: Type.Object({ input: Flower }) },
+    config: { rateLimit: { limits: ['20/minute'], scope: 'inference' } },
+  }, async (request) => ({ ...model.predict(request.body.input), quota: request.rateLimit?.remaining }))
+
+  app.post('/predict/batch', {
+    schema: { body: Type.Object({ inputs: Type.Array(Flower, { minItems: 1, maxItems: MAX_BATCH }) }) },
+    config: { rateLimit: { limits: ['20/minute'], scope: 'inference', cost: (request) => request.body.inputs.length } },
+  }, async (request) => ({ predictions: request.body.inputs.map(model.predict), cost: request.rateLimit?.cost }))
+
+  // The heavy one: many forest evaluations per call, so a stricter limit of its own.
+  app.post('/predict/explain', {
+    schema: { body: Type.Object({ input: Flower }) },
+    config: { rateLimit: { limits: ['3/minute'], tiers: { premium: ['10/minute'] } } },
+  }, async (request) => model.explain(request.body.input))
+
+  return app
+}

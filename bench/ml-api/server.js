@@ -1,0 +1,31 @@
+// `npm run demo`: the example ML API on the in-memory store (REDIS_URL=redis://… for Redis).
+import { buildApp, API_KEYS, MAX_BATCH } from './app.js'
+
+const port = Number(process.env.PORT ?? 3000)
+const host = process.env.HOST ?? '127.0.0.1'
+const redisUrl = process.env.REDIS_URL
+
+const app = await buildApp({ redisUrl, logger: { level: process.env.LOG_LEVEL ?? 'warn' } })
+await app.listen({ port, host })
+
+const base = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${app.server.address().port}`
+console.log(`Example ML API listening on ${base} (store: ${redisUrl ? 'redis' : 'memory'})`)
+console.log('API keys (header x-api-key):')
+for (const [key, { tier }] of Object.entries(API_KEYS)) console.log(`  ${key}  (${tier})`)
+console.log(`No key: limited by client IP. Batches: up to ${MAX_BATCH} inputs, cost = inputs.`)
+console.log('Try:')
+console.log(`  curl -i ${base}/model`)
+console.log(`  curl -i -X POST ${base}/predict -H 'content-type: application/json' -H 'x-api-key: demo-free-key' -d '{"input":[5.1,3.5,1.4,0.2]}'`)
+console.log(`  curl -i -X POST ${base}/predict/batch -H 'content-type: application/json' -d '{"inputs":[[6.7,3.0,5.2,2.3],[5.9,3.0,4.2,1.5]]}'`)
+console.log('Ctrl-C stops it.')
+
+let closing = false
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    if (closing) return
+    closing = true
+    const force = setTimeout(() => process.exit(1), 5000)
+    force.unref()
+    app.close().then(() => { console.log(`\n${signal}: closed cleanly`); process.exit(0) }, (err) => { console.error(err); process.exit(1) })
+  })
+}
