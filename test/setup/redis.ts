@@ -28,8 +28,8 @@ export async function freePort (): Promise<number> {
   })
 }
 
-export async function startRedis (args: string[] = []): Promise<{ port: number, process: ChildProcess, stop: () => Promise<void> }> {
-  const port = await freePort()
+export async function startRedis (args: string[] = [], chosenPort?: number): Promise<{ port: number, process: ChildProcess, stop: () => Promise<void> }> {
+  const port = chosenPort ?? await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'gcra-redis-'))
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...args], { stdio: 'ignore' })
   const deadline = Date.now() + 10_000
