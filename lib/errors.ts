@@ -43,6 +43,19 @@ export const FST_GCRA_STORE_REPLY = createError<[string]>(
   503,
 )
 
+/**
+ * The kind of a value, for errors that reach clients: numbers, booleans and null as
+ * they are, anything else only by its type (a resolver's value may hold a secret).
+ */
+export function describeKind (value: unknown): string {
+  if (value === null || typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value)
+  if (value === undefined) return 'undefined'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'string') return 'a string'
+  if (typeof value === 'function') return 'a function'
+  return `${typeof value === 'object' ? 'an object' : `a ${typeof value}`}`
+}
+
 /** Describe a value for an error message without dumping a secret or a 16 KiB string. */
 export function describe (value: unknown): string {
   if (value === undefined) return 'undefined'

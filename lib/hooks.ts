@@ -4,12 +4,13 @@
  * validation.
  */
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify'
-import { FST_GCRA_INVALID_COST, describe } from './errors.js'
+import { FST_GCRA_INVALID_COST, describeKind } from './errors.js'
 import { incrementUs } from './gcra.js'
 import { isThenable, toInfo, type Limiter, type RoutePlan } from './limiter.js'
+import type { StoreReply } from './stores/store.js'
 import type { NormalisedOptions } from './options.js'
-import { exceedsCapacity } from './policy.js'
-import { sendCostTooLarge, sendStoreUnavailable, sendTooManyRequests, setRateLimitHeaders } from './response.js'
+import { exceedsCapacity, type PolicySet } from './policy.js'
+import { sendCostTooLarge, sendStoreUnavailable, sendTooManyRequests, setPolicyHeader, setRateLimitHeaders } from './response.js'
 
 /** Where a request's resolved identity is kept between its onRequest and preHandler. */
 export const kCaller = Symbol('fastify-gcra.caller')
@@ -52,7 +53,7 @@ async function costOf (plan: RoutePlan, request: FastifyRequest): Promise<number
     // the cause carries the detail; the logger prints its message after ours
     throw new FST_GCRA_INVALID_COST(plan.label, 'an exception', { cause: error })
   }
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new FST_GCRA_INVALID_COST(plan.label, describe(value))
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new FST_GCRA_INVALID_COST(plan.label, describeKind(value))
   return value
 }
 
@@ -60,14 +61,30 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, health
   onRequest?: onRequestAsyncHookHandler
   preHandler?: preHandlerAsyncHookHandler
 } {
+  /** One store decision; undefined when the store failed (then `onStoreError` has been applied to the health log). */
+  async function ask (key: string, set: PolicySet, increments: readonly number[], charge: boolean): Promise<StoreReply | undefined> {
+    try {
+      const pending = limiter.decide(key, set, increments, charge)
+      const reply = isThenable(pending) ? await pending : pending
+      health.ok()
+      return reply
+    } catch (error) {
+      health.failed(error, options.onStoreError)
+      return undefined
+    }
+  }
+
   /** Returns false when the request has been answered. `charge` false: the early check of a body-cost route. */
   async function limit (request: FastifyRequest, reply: FastifyReply, charge: boolean): Promise<boolean> {
     const req = request as WithCaller
     let caller = req[kCaller]
     if (caller === null) {
-      const key = limiter.resolveKey(request)
-      const tier = limiter.resolveTier(request)
-      caller = { key: isThenable(key) ? await key : key, tier: isThenable(tier) ? await tier : tier }
+      // one after the other: a second pending promise would reject unobserved if the first threw
+      const pendingKey = limiter.resolveKey(request)
+      const key = isThenable(pendingKey) ? await pendingKey : pendingKey
+      const pendingTier = limiter.resolveTier(request)
+      const tier = isThenable(pendingTier) ? await pendingTier : pendingTier
+      caller = { key, tier }
       req[kCaller] = caller
     }
     const set = limiter.setFor(plan, caller.tier)
@@ -84,28 +101,32 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, health
       increments = set.policies.map(p => incrementUs(cost, p.intervalUs))
     }
     if (exceedsCapacity(set, increments)) {
-      sendCostTooLarge(request, reply, options, set, cost, caller.tier)
+      // not a rate-limit event, but still a limited response: read the state to report it
+      const state = await ask(caller.key, set, set.unitIncrements, false)
+      if (state !== undefined) {
+        const info = { ...toInfo(set, state, cost, set.unitIncrements, caller.tier), allowed: false, cost, retryAfterMs: Infinity }
+        request.rateLimit = info
+        setRateLimitHeaders(reply, options.headers, set, info)
+      } else {
+        setPolicyHeader(reply, options.headers, set)
+      }
+      sendCostTooLarge(reply, set, cost, caller.tier !== null && plan.tiers.has(caller.tier) ? caller.tier : null)
       return false
     }
 
-    let decision
-    try {
-      const pending = limiter.decide(caller.key, set, increments, charge)
-      decision = isThenable(pending) ? await pending : pending
-    } catch (error) {
-      health.failed(error, options.onStoreError)
+    const decision = await ask(caller.key, set, increments, charge)
+    if (decision === undefined) {
       if (options.onStoreError === 'allow') return true
-      sendStoreUnavailable(request, reply)
+      sendStoreUnavailable(reply)
       return false
     }
-    health.ok()
     if (!charge && decision.allowed) return true
 
     const info = toInfo(set, decision, cost, increments, caller.tier)
     request.rateLimit = info
     setRateLimitHeaders(reply, options.headers, set, info)
     if (info.allowed) return true
-    sendTooManyRequests(request, reply, options, info)
+    sendTooManyRequests(request, reply, options, info, !charge)
     return false
   }
 

@@ -26,11 +26,10 @@ function appendHook<H> (existing: H | H[] | undefined, hook: H): H[] {
   return Array.isArray(existing) ? [...existing, hook] : [existing, hook]
 }
 
-function routeLabel (route: RouteOptions): string {
-  const methods = Array.isArray(route.method) ? route.method : [route.method]
-  // HEAD routes Fastify adds for GET share the GET route's buckets
-  const shown = methods.map(m => (m === 'HEAD' ? 'GET' : m))
-  return `${[...new Set(shown)].join(',')} ${route.url}`
+/** Where a route is: URL plus constraints (routes may differ only by host or version). */
+function routePlace (route: RouteOptions): string {
+  const constraints = route.constraints === undefined || Object.keys(route.constraints).length === 0 ? '' : ` ${JSON.stringify(route.constraints)}`
+  return `${route.url}${constraints}`
 }
 
 const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyInstance, rawOptions) => {
@@ -45,16 +44,33 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
   fastify.decorateRequest(kCaller, null)
   fastify.decorate('rateLimiter', limiter.api())
 
+  // The HEAD route Fastify adds for a GET route is a copy of its options, handler included;
+  // it shares the GET route's buckets. handler → place → scope id of the GET route.
+  const getScopes = new WeakMap<object, Map<string, string>>()
+
   fastify.addHook('onRoute', (route) => {
     const config = (route.config as { rateLimit?: unknown } | undefined)?.rateLimit
     if (config === false) return
-    const label = routeLabel(route)
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    const place = routePlace(route)
+    const label = `${methods.join(',')} ${place}`
     const where = `route ${label}: config.rateLimit`
     const settings = config === undefined ? undefined : normaliseRouteConfig(config, where, options.tiers)
     const limits = settings?.limits ?? options.limits ?? []
     // no config and nothing app-wide: the route is simply not limited
     if (settings === undefined && limits.length === 0 && options.global.length === 0) return
-    const scopeId = settings?.scope === undefined ? routeScope(label) : namedScope(settings.scope)
+    let scopeId: string
+    if (settings?.scope !== undefined) {
+      scopeId = namedScope(settings.scope)
+    } else {
+      const fromGet = methods.length === 1 && methods[0] === 'HEAD' ? getScopes.get(route.handler)?.get(place) : undefined
+      scopeId = fromGet ?? routeScope(label)
+      if (methods.includes('GET')) {
+        const places = getScopes.get(route.handler) ?? new Map<string, string>()
+        places.set(place, scopeId)
+        getScopes.set(route.handler, places)
+      }
+    }
     const plan = limiter.plan(label, scopeId, limits, settings?.tiers ?? new Map(), settings?.cost ?? 1, true, where)
     const hooks = routeHooks(limiter, options, health, plan)
     if (hooks.onRequest !== undefined) route.onRequest = appendHook(route.onRequest as HookList, hooks.onRequest) as RouteOptions['onRequest']

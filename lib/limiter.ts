@@ -6,16 +6,15 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import {
   FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_TIER,
-  FST_GCRA_STORE_TIMEOUT, describe,
+  FST_GCRA_STORE_TIMEOUT, describeKind,
 } from './errors.js'
 import { incrementUs, nextUnitUs, remainingUnits, waitUs } from './gcra.js'
 import { hashIdentity, ipIdentity } from './identity.js'
 import type { Limit, LimitSpec } from './limit.js'
 import { normaliseLimits, type CostSetting, type MaybePromise, type NormalisedOptions } from './options.js'
 import { buildPolicy, buildSet, exceedsCapacity, GLOBAL_SCOPE, namedScope, type Policy, type PolicySet } from './policy.js'
-import { assertValid } from './schemas.js'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { LimitsSchema } from './schemas.js'
+import { assertValid, LimitsSchema } from './schemas.js'
 import type { RateLimitStore, StoreReply } from './stores/store.js'
 import type { ConsumeOptions, PolicyState, RateLimitInfo, RateLimiter } from './types.js'
 
@@ -36,15 +35,21 @@ export function isThenable<T> (value: MaybePromise<T> | PromiseLike<T>): value i
 const checkLimits = TypeCompiler.Compile(LimitsSchema)
 // garbage tier names must not grow memory: past this many, unknown tiers are no longer remembered
 const MAX_UNKNOWN_TIERS = 1000
+// programmatic limit sets kept ready (dynamic scopes such as `room-${id}` must not grow memory)
+const MAX_PROGRAMMATIC_PLANS = 1000
+// the identity of requests without a client address (a unix socket without trustProxy)
+const NO_ADDRESS = 'fastify-gcra:no-client-address'
 
 export class Limiter {
   readonly store: RateLimitStore
   readonly #opts: NormalisedOptions
   readonly #log: FastifyBaseLogger
-  readonly #policyIds = new Set<string>()
+  /** Policy ids of the routes and global limits: what reset() forgets, with the cached programmatic ones. */
+  readonly #routePolicyIds = new Set<string>()
   readonly #scopes = new Map<string, string>()
   readonly #unknownTiers = new Set<string>()
   readonly #programmatic = new Map<string, RoutePlan>()
+  #warnedNoAddress = false
 
   constructor (options: NormalisedOptions, store: RateLimitStore, log: FastifyBaseLogger) {
     this.#opts = options
@@ -56,9 +61,9 @@ export class Limiter {
    * Build the policy sets of one route or scope for every tier. Routes sharing a named
    * scope must declare the same limits, or they would not share their buckets.
    */
-  plan (label: string, scopeId: string, limits: readonly Limit[], routeTiers: ReadonlyMap<string, readonly Limit[]>, cost: CostSetting, withGlobal: boolean, where: string): RoutePlan {
+  plan (label: string, scopeId: string, limits: readonly Limit[], routeTiers: ReadonlyMap<string, readonly Limit[]>, cost: CostSetting, withGlobal: boolean, where: string, programmatic = false): RoutePlan {
     const signature = JSON.stringify([limits, [...routeTiers]])
-    const known = this.#scopes.get(scopeId)
+    const known = programmatic ? undefined : this.#scopes.get(scopeId)
     if (known !== undefined && known !== signature) {
       throw new FST_GCRA_INVALID_OPTION(where, `the same limits and tier limits as the other routes of scope '${scopeId.replace(/^\w+:/, '')}'`, 'different ones')
     }
@@ -76,7 +81,6 @@ export class Limiter {
       for (const p of policies) {
         if (names.has(p.name)) throw new FST_GCRA_INVALID_OPTION(where, 'limit names distinct from the global limits\' names', `'${p.name}' twice`)
         names.add(p.name)
-        this.#policyIds.add(p.id)
       }
       return buildSet(policies, fixed)
     }
@@ -86,14 +90,25 @@ export class Limiter {
       tiers.set(name, override === undefined ? make(limits, multiplier, multiplier) : make(override, 1, multiplier))
     }
     const base = make(limits, 1, 1)
-    this.#scopes.set(scopeId, signature)
+    if (!programmatic) {
+      this.#scopes.set(scopeId, signature)
+      for (const set of [base, ...tiers.values()]) for (const p of set.policies) this.#routePolicyIds.add(p.id)
+    }
     return { label, cost, base, tiers }
   }
 
   /** The hashed identity of the caller. */
   resolveKey (request: FastifyRequest): MaybePromise<string> {
     const resolver = this.#opts.key
-    if (resolver === undefined) return keyHash(request.rateLimitKey ?? ipIdentity(request.ip))
+    if (resolver === undefined) {
+      if (request.rateLimitKey !== null) return keyHash(request.rateLimitKey)
+      if (typeof request.ip === 'string') return hashIdentity(ipIdentity(request.ip))
+      if (!this.#warnedNoAddress) {
+        this.#warnedNoAddress = true
+        this.#log.warn('fastify-gcra: a request has no client address (a unix socket? set Fastify\'s trustProxy, or a key resolver); such requests share one bucket')
+      }
+      return hashIdentity(NO_ADDRESS)
+    }
     const value = resolver(request)
     return isThenable(value) ? Promise.resolve(value).then(keyHash) : keyHash(value)
   }
@@ -127,17 +142,21 @@ export class Limiter {
     return isThenable(reply) ? withTimeout(reply, this.#opts.storeTimeoutMs) : reply
   }
 
-  /** The store keys of every bucket of an identity this app knows. */
+  /** The store keys of every bucket of an identity this app knows (routes, global, cached programmatic sets). */
   keysOf (hashedKey: string): string[] {
+    const ids = new Set(this.#routePolicyIds)
+    for (const plan of this.#programmatic.values()) {
+      for (const set of [plan.base, ...plan.tiers.values()]) for (const p of set.policies) ids.add(p.id)
+    }
     const head = `${this.#opts.prefix}:{${hashedKey}}:`
-    return [...this.#policyIds].map(id => head + id)
+    return [...ids].map(id => head + id)
   }
 
   /** The programmatic API. */
   api (): RateLimiter {
     const run = async (key: string, limits: readonly LimitSpec[], cost: number, options: ConsumeOptions, charge: boolean): Promise<RateLimitInfo> => {
-      if (typeof key !== 'string') throw new FST_GCRA_INVALID_KEY(describe(key))
-      if (typeof cost !== 'number' || !Number.isFinite(cost) || cost <= 0) throw new FST_GCRA_INVALID_COST('rateLimiter.consume()', describe(cost))
+      if (typeof key !== 'string') throw new FST_GCRA_INVALID_KEY(describeKind(key))
+      if (typeof cost !== 'number' || !Number.isFinite(cost) || cost <= 0) throw new FST_GCRA_INVALID_COST('rateLimiter.consume()', describeKind(cost))
       const tier = tierName(options.tier)
       const set = this.setFor(this.#programmaticPlan(limits, options), tier)
       const increments = charge ? set.policies.map(p => incrementUs(cost, p.intervalUs)) : set.unitIncrements
@@ -149,7 +168,7 @@ export class Limiter {
       consume: (key: string, limits: readonly LimitSpec[], cost = 1, options: ConsumeOptions = {}) => run(key, limits, cost, options, true),
       peek: (key: string, limits: readonly LimitSpec[], options: ConsumeOptions = {}) => run(key, limits, 1, options, false),
       reset: async (key: string): Promise<void> => {
-        if (typeof key !== 'string') throw new FST_GCRA_INVALID_KEY(describe(key))
+        if (typeof key !== 'string') throw new FST_GCRA_INVALID_KEY(describeKind(key))
         await this.store.delete(this.keysOf(hashIdentity(key)))
       },
     })
@@ -163,7 +182,9 @@ export class Limiter {
     if (plan === undefined) {
       assertValid(checkLimits, limits, 'rateLimiter limits')
       const normalised = normaliseLimits(limits, 'rateLimiter limits')
-      plan = this.plan(`scope ${scope}`, namedScope(scope), normalised, new Map(), 1, withGlobal, `rateLimiter scope '${scope}'`)
+      // limits with other names are other buckets, so one scope may carry several sets
+      plan = this.plan(`scope ${scope}`, namedScope(scope), normalised, new Map(), 1, withGlobal, `rateLimiter scope '${scope}'`, true)
+      if (this.#programmatic.size >= MAX_PROGRAMMATIC_PLANS) this.#programmatic.delete(this.#programmatic.keys().next().value as string)
       this.#programmatic.set(id, plan)
     }
     return plan
@@ -173,13 +194,15 @@ export class Limiter {
 function keyHash (value: unknown): string {
   if (typeof value === 'string') return hashIdentity(value)
   if (typeof value === 'number' && Number.isFinite(value)) return hashIdentity(String(value))
-  throw new FST_GCRA_INVALID_KEY(describe(value))
+  // a repeated header, as Node types it: the same identity as Node's own ', ' join
+  if (Array.isArray(value) && value.length > 0 && value.every(v => typeof v === 'string')) return hashIdentity(value.join(', '))
+  throw new FST_GCRA_INVALID_KEY(describeKind(value))
 }
 
 function tierName (value: unknown): string | null {
   if (value === null || value === undefined) return null
   if (typeof value === 'string') return value
-  throw new FST_GCRA_INVALID_TIER(describe(value))
+  throw new FST_GCRA_INVALID_TIER(describeKind(value))
 }
 
 function withTimeout<T> (promise: PromiseLike<T>, ms: number): Promise<T> {

@@ -22,10 +22,11 @@ export interface FastifyGcraOptions {
    */
   store?: 'memory' | { memory: { maxKeys?: number } } | { redis: Redis | Cluster | string }
   /**
-   * The caller's identity. Sync or async.
+   * The caller's identity: a string, a finite number, or a string array (a repeated
+   * header: its values joined with ', '). Sync or async.
    * @default request.rateLimitKey, else the client IP (IPv6 grouped by /64)
    */
-  key?: (request: FastifyRequest) => MaybePromise<string | number>
+  key?: (request: FastifyRequest) => MaybePromise<string | number | readonly string[]>
   /**
    * The caller's tier name, resolved on the server. Sync or async; null/undefined: no tier.
    * @default request.rateLimitTier

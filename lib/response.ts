@@ -31,6 +31,11 @@ export function rateLimitField (info: RateLimitInfo): string {
   return out
 }
 
+/** Only the static `RateLimit-Policy` field: what can be said without the store. */
+export function setPolicyHeader (reply: FastifyReply, mode: NormalisedOptions['headers'], set: PolicySet): void {
+  if (mode === 'draft' || mode === 'both') reply.header('ratelimit-policy', set.policyField)
+}
+
 export function setRateLimitHeaders (reply: FastifyReply, mode: NormalisedOptions['headers'], set: PolicySet, info: RateLimitInfo): void {
   if (mode === false || info.policies.length === 0) return
   if (mode !== 'legacy') {
@@ -55,38 +60,40 @@ function units (n: number): string {
 }
 
 /** The default 429 body: an RFC 9457 problem of draft-10's `quota-exceeded` type. */
-export function quotaExceededProblem (request: FastifyRequest, context: RateLimitContext): Record<string, unknown> {
+export function quotaExceededProblem (context: RateLimitContext): Record<string, unknown> {
   const names = context.violated.map(p => p.name)
   const s = context.retryAfterSeconds
+  // refused before its body was read, the request's own cost is unknown: only that nothing is left
+  const why = context.beforeBody ? 'no units left' : `this request costs ${units(context.cost)}`
   return {
     type: QUOTA_EXCEEDED,
     title: 'Request quota exceeded',
     status: 429,
-    detail: `${names.length === 1 ? 'Limit' : 'Limits'} ${quotedList(names)} exceeded: this request costs ${units(context.cost)}. Retry in ${s} second${s === 1 ? '' : 's'}.`,
+    detail: `${names.length === 1 ? 'Limit' : 'Limits'} ${quotedList(names)} exceeded: ${why}. Retry in ${s} second${s === 1 ? '' : 's'}.`,
     'violated-policies': names,
   }
 }
 
-export function sendTooManyRequests (request: FastifyRequest, reply: FastifyReply, options: NormalisedOptions, info: RateLimitInfo): void {
+export function sendTooManyRequests (request: FastifyRequest, reply: FastifyReply, options: NormalisedOptions, info: RateLimitInfo, beforeBody: boolean): void {
   const retryAfterSeconds = Math.max(1, seconds(info.retryAfterMs))
   const context: RateLimitContext = {
     ...info,
     violated: info.policies.filter(p => p.retryAfterMs > 0),
     retryAfterSeconds,
+    beforeBody,
   }
   reply.code(429).header('retry-after', retryAfterSeconds)
   if (options.errorResponseBuilder === undefined) {
-    reply.type(PROBLEM_JSON).send(quotaExceededProblem(request, context))
+    reply.type(PROBLEM_JSON).send(quotaExceededProblem(context))
   } else {
     reply.send(options.errorResponseBuilder(request, context))
   }
 }
 
 /** 413: the cost can never fit; no Retry-After, since waiting cannot help. */
-export function sendCostTooLarge (request: FastifyRequest, reply: FastifyReply, options: NormalisedOptions, set: PolicySet, cost: number, tier: string | null): void {
+export function sendCostTooLarge (reply: FastifyReply, set: PolicySet, cost: number, tier: string | null): void {
   const limiting = set.policies.filter(p => p.capacityUs / p.intervalUs === set.maxCost).map(p => p.name)
   const largest = Math.round(set.maxCost * 1000) / 1000
-  if (options.headers !== false && options.headers !== 'legacy') reply.header('ratelimit-policy', set.policyField)
   reply.code(413).type(PROBLEM_JSON).send({
     type: 'about:blank',
     title: 'Content Too Large',
@@ -97,7 +104,7 @@ export function sendCostTooLarge (request: FastifyRequest, reply: FastifyReply, 
 }
 
 /** 503 while the store cannot be reached and `onStoreError` is 'deny'. */
-export function sendStoreUnavailable (request: FastifyRequest, reply: FastifyReply): void {
+export function sendStoreUnavailable (reply: FastifyReply): void {
   reply.code(503).header('retry-after', 1).type(PROBLEM_JSON).send({
     type: 'about:blank',
     title: 'Service Unavailable',

@@ -62,7 +62,7 @@ export const OptionsSchema = Type.Object({
   hook: Type.Optional(Type.Union([Type.Literal('onRequest'), Type.Literal('preHandler')], {
     description: "'onRequest' or 'preHandler'",
   })),
-  storeTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, description: 'an integer >= 1 (milliseconds)' })),
+  storeTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'an integer from 1 to 2147483647 (milliseconds)' })),
   onStoreError: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')], {
     description: "'allow' or 'deny'",
   })),

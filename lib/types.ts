@@ -31,7 +31,7 @@ export interface RateLimitInfo {
   readonly remaining: number
   /** ms until the most restrictive policy holds one more unit. */
   readonly resetMs: number
-  /** 0 when allowed; else ms until this cost fits every policy (Infinity when it never can). */
+  /** 0 when allowed; else ms until this cost fits every policy (Infinity when it never can: a 413). */
   readonly retryAfterMs: number
   /** The units this request costs. */
   readonly cost: number
@@ -49,6 +49,11 @@ export interface RateLimitContext extends RateLimitInfo {
   readonly violated: readonly PolicyState[]
   /** The `Retry-After` value sent, in seconds. */
   readonly retryAfterSeconds: number
+  /**
+   * Refused in `onRequest` before the body was read (a route whose cost is a function):
+   * the bucket holds less than one unit; `cost` is that unit, not the request's own cost.
+   */
+  readonly beforeBody: boolean
 }
 
 export interface ConsumeOptions {

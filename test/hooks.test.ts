@@ -64,6 +64,7 @@ describe.each(storeCases)('costs and hooks on the $name store', (store) => {
     const refused = await app.inject(batch(1))
     expect(refused.statusCode).toBe(429)
     expect(refused.headers['retry-after']).toBe('6')
+    expect(refused.json().detail).toBe('Limit "10/minute" exceeded: no units left. Retry in 6 seconds.')
     // neither the body parser nor the cost function ran for it
     expect(counters).toEqual({ cost: 1, parsed: 1 })
   })
@@ -84,19 +85,28 @@ describe.each(storeCases)('costs and hooks on the $name store', (store) => {
     const app = await appWith(store, { tiers: { free: 1, premium: 5 }, tier: (req) => req.headers['x-test-tier'] as string | undefined })
     const counters = { cost: 0, parsed: 0 }
     batchRoute(app, counters)
+    expect((await app.inject(batch(3))).statusCode).toBe(200)
     const tooBig = await app.inject(batch(11))
     expect(tooBig.statusCode).toBe(413)
     expect(tooBig.headers['retry-after']).toBeUndefined()
+    // a limited response all the same: both fields, read without charging
+    expect(tooBig.headers['ratelimit-policy']).toBe('"10/minute";q=10;w=60')
+    expect(tooBig.headers.ratelimit).toBe('"10/minute";r=7;t=6')
     expect(tooBig.json()).toMatchObject({ status: 413, 'max-cost': 10 })
     expect(tooBig.json().detail).toBe('This request costs 11 units, more than this route ever admits at once: the largest cost is 10 ("10/minute"). Send smaller requests.')
-    const free = await app.inject({ ...batch(11), headers: { 'x-test-tier': 'free' } })
+    expect((await app.inject(batch(11))).headers.ratelimit).toBe('"10/minute";r=7;t=6')
+    // the 413s charged nothing: exactly the 7 units left still fit
+    const rest = await app.inject(batch(7))
+    expect(rest.statusCode).toBe(200)
+    expect(rest.headers.ratelimit).toBe('"10/minute";r=0;t=6')
+
+    const other = { remoteAddress: '10.3.3.3' }
+    const free = await app.inject({ ...batch(11), ...other, headers: { 'x-test-tier': 'free' } })
     expect(free.json().detail).toContain('the "free" tier')
+    const unknown = await app.inject({ ...batch(11), ...other, headers: { 'x-test-tier': 'gold' } })
+    expect(unknown.json().detail).toContain('more than this route ever admits')
     // premium ×5 admits 50 at once
-    expect((await app.inject({ ...batch(11), headers: { 'x-test-tier': 'premium' } })).statusCode).toBe(200)
-    // tiers share a caller's bucket: another caller, without a tier, still has all 10
-    const full = await app.inject({ ...batch(10), remoteAddress: '10.2.2.2' })
-    expect(full.statusCode).toBe(200)
-    expect(full.headers.ratelimit).toBe('"10/minute";r=0;t=6')
+    expect((await app.inject({ ...batch(11), ...other, headers: { 'x-test-tier': 'premium' } })).statusCode).toBe(200)
   })
 
   for (const [what, cost, shown] of [
@@ -104,7 +114,8 @@ describe.each(storeCases)('costs and hooks on the $name store', (store) => {
     ['returns NaN', () => Number.NaN, 'NaN'],
     ['returns 0', () => 0, '0'],
     ['returns a negative number', () => -2, '-2'],
-    ['returns a string', () => '3', '"3"'],
+    ['returns a string', () => '3', 'a string'],
+    ['returns an object', () => ({ apiKey: 'sk-live-secret' }), 'an object'],
     ['rejects', async () => { throw new Error('db down') }, 'an exception: db down'],
   ] as const) {
     it(`answers 500, logs the error and charges nothing when the cost function ${what}`, async () => {
@@ -122,14 +133,27 @@ describe.each(storeCases)('costs and hooks on the $name store', (store) => {
     })
   }
 
-  it('uses the identity an auth hook sets, whether registered before or after the plugin', async () => {
+  it('uses the identity and tier auth hooks set, whether registered before or after the plugin', async () => {
     const app = newApp()
     app.addHook('onRequest', async (req) => { req.rateLimitKey = req.headers['x-user'] as string })
-    await app.register(gcra, { ...store.options() })
+    await app.register(gcra, { ...store.options(), tiers: { premium: 3 } })
     app.addHook('onRequest', async (req) => { if (req.headers['x-premium'] === '1') req.rateLimitTier = 'premium' })
-    app.get('/me', { config: { rateLimit: { limits: ['1/minute'] } } }, ok)
+    app.get('/me', { config: { rateLimit: { limits: ['1/minute'] } } }, async (req) => ({ tier: req.rateLimit?.tier }))
     expect(await statuses(app, 2, { url: '/me', headers: { 'x-user': 'ann' } })).toEqual([200, 429])
     expect(await statuses(app, 1, { url: '/me', headers: { 'x-user': 'bob' } })).toEqual([200])
+    // the hook registered after the plugin ran first too: carol is premium, 3 at once
+    const carol = { url: '/me', headers: { 'x-user': 'carol', 'x-premium': '1' } }
+    expect((await app.inject(carol)).json()).toEqual({ tier: 'premium' })
+    expect(await statuses(app, 3, carol)).toEqual([200, 200, 429])
+  })
+
+  it('charges a fixed cost in onRequest, so even a request with an invalid body is charged', async () => {
+    const app = await appWith(store)
+    app.post('/fixed', { schema: { body: Batch }, config: { rateLimit: { limits: ['2/minute'] } } }, ok)
+    const bad = { method: 'POST' as const, url: '/fixed', payload: { nope: 1 } }
+    expect((await app.inject(bad)).statusCode).toBe(400)
+    expect((await app.inject(bad)).headers.ratelimit).toBe('"2/minute";r=0;t=30')
+    expect((await app.inject({ method: 'POST', url: '/fixed', payload: { inputs: [1] } })).statusCode).toBe(429)
   })
 
   it('with hook: \'preHandler\', charges after preHandler auth hooks', async () => {

@@ -53,7 +53,8 @@ describe('plugin options are validated at registration', () => {
     [{ headers: true }, "options.headers: expected 'draft', 'legacy', 'both' or false, got true"],
     [{ prefix: 'app{1}' }, "options.prefix: expected a string without '{' or '}' (the plugin places the Cluster hash tag), got \"app{1}\""],
     [{ hook: 'onSend' }, "options.hook: expected 'onRequest' or 'preHandler', got \"onSend\""],
-    [{ storeTimeoutMs: 0 }, 'options.storeTimeoutMs: expected an integer >= 1 (milliseconds), got 0'],
+    [{ storeTimeoutMs: 0 }, 'options.storeTimeoutMs: expected an integer from 1 to 2147483647 (milliseconds), got 0'],
+    [{ storeTimeoutMs: 2 ** 31 }, 'options.storeTimeoutMs: expected an integer from 1 to 2147483647 (milliseconds), got 2147483648'],
     [{ onStoreError: 'local' }, "options.onStoreError: expected 'allow' or 'deny', got \"local\""],
     [{ errorResponseBuilder: {} }, 'options.errorResponseBuilder: expected a function (request, context) => body, got {}'],
   ])('%j', async (options, message) => {

@@ -8,7 +8,7 @@ const app = Fastify()
 
 await app.register(gcra, {
   store: 'memory',
-  key: (req) => (req.headers['x-api-key'] as string | undefined) ?? req.ip,
+  key: (req) => req.headers['x-api-key'] ?? req.ip,
   tier: async (req) => (req.rateLimitKey === null ? null : 'premium'),
   tiers: { free: 1, premium: { multiplier: 5 } },
   limits: ['100/minute', { max: 10, per: '30s', burst: 20, name: 'bursty' }],
