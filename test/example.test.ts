@@ -1,21 +1,16 @@
 // The example ML API (bench/ml-api), in-process: the README's "run" command serves this.
-import { afterEach, describe, expect, it } from 'vitest'
-import { buildApp } from '../bench/ml-api/app.js'
-
-const apps: Array<Awaited<ReturnType<typeof buildApp>>> = []
-afterEach(async () => { await Promise.all(apps.splice(0).map(a => a.close())) })
-
-async function demo () {
-  const app = await buildApp()
-  apps.push(app)
-  return app
-}
+import { describe, expect, it } from 'vitest'
+import { storeCases } from './helpers/app.js'
+import { startDemo } from './helpers/demo.js'
+import { hasRedis, randomPrefix } from './helpers/redis.js'
 
 const post = (url: string, payload: unknown, key?: string) => ({
   method: 'POST' as const, url, payload, headers: key === undefined ? {} : { 'x-api-key': key },
 })
 
-describe('example ML API', () => {
+describe.each(storeCases)('example ML API on the $name store', (store) => {
+  const demo = async () => (await startDemo(store)).app
+
   it('computes predictions from the model it trained', async () => {
     const app = await demo()
     const setosa = await app.inject(post('/predict', { input: [5.1, 3.5, 1.4, 0.2] }, 'demo-free-key'))
@@ -53,3 +48,15 @@ describe('example ML API', () => {
     expect(codes).toEqual([200, 200, 200, 429])
   })
 })
+
+describe.runIf(hasRedis)('example ML API instances on one Redis', () => {
+  it('share their limits', async () => {
+    const prefix = randomPrefix()
+    const redis = storeCases.find(s => s.name === 'redis')!
+    const [a, b] = await Promise.all([startDemo(redis, {}, prefix), startDemo(redis, {}, prefix)])
+    const call = (app: typeof a.app) => app.inject(post('/predict/explain', { input: [6.1, 2.8, 4.7, 1.2] }, 'demo-free-key'))
+    const codes = [await call(a.app), await call(b.app), await call(a.app), await call(b.app)].map(r => r.statusCode)
+    expect(codes).toEqual([200, 200, 200, 429])
+  })
+})
+

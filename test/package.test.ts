@@ -35,4 +35,11 @@ describe('the built package', () => {
     expect(r.out.trim()).toBe('200 429 60 function')
     expect(r.status).toBe(0)
   })
+
+  it('exposes the client as fastify-gcra/client, for import and require', () => {
+    const esm = run(['--input-type=module', '-e', "import { createClient, readRateLimit } from 'fastify-gcra/client'; console.log(typeof createClient, readRateLimit({ ratelimit: '\"a\";r=3;t=1' }).remaining)"])
+    expect(esm.out.trim()).toBe('function 3')
+    const cjs = run(['-e', "const { createClient, parseRetryAfter } = require('fastify-gcra/client'); console.log(typeof createClient, parseRetryAfter('7'))"])
+    expect(cjs.out.trim()).toBe('function 7000')
+  })
 })

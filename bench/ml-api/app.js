@@ -16,7 +16,16 @@ const Flower = Type.Tuple([Type.Number(), Type.Number(), Type.Number(), Type.Num
   description: FEATURES.join(', ') + ' (cm)',
 })
 
-export async function buildApp ({ redisUrl, logger = false } = {}) {
+/** The service's limits; tests pass shorter ones so that waiting takes seconds, not minutes. */
+export const LIMITS = {
+  inference: ['20/minute'],
+  explain: ['3/minute'],
+  explainPremium: ['10/minute'],
+  other: ['30/minute'],
+  global: ['200/day', '50/hour'],
+}
+
+export async function buildApp ({ redisUrl, logger = false, limits = LIMITS, prefix = 'ml-api' } = {}) {
   const app = Fastify({ logger })
   const model = trainModel()
 
@@ -34,9 +43,11 @@ export async function buildApp ({ redisUrl, logger = false } = {}) {
 
   await app.register(gcra, {
     store: redisUrl ? { redis: redisUrl } : 'memory',
+    // every instance on one Redis shares these buckets
+    prefix,
     tiers: { free: 1, premium: 5 },
-    limits: ['30/minute'],
-    global: ['200/day', '50/hour'],
+    limits: limits.other,
+    global: limits.global,
   })
 
   app.get('/health', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))
@@ -45,18 +56,18 @@ export async function buildApp ({ redisUrl, logger = false } = {}) {
 
   app.post('/predict', {
     schema: { body: Type.Object({ input: Flower }) },
-    config: { rateLimit: { limits: ['20/minute'], scope: 'inference' } },
+    config: { rateLimit: { limits: limits.inference, scope: 'inference' } },
   }, async (request) => ({ ...model.predict(request.body.input), quota: request.rateLimit?.remaining }))
 
   app.post('/predict/batch', {
     schema: { body: Type.Object({ inputs: Type.Array(Flower, { minItems: 1, maxItems: MAX_BATCH }) }) },
-    config: { rateLimit: { limits: ['20/minute'], scope: 'inference', cost: (request) => request.body.inputs.length } },
+    config: { rateLimit: { limits: limits.inference, scope: 'inference', cost: (request) => request.body.inputs.length } },
   }, async (request) => ({ predictions: request.body.inputs.map(model.predict), cost: request.rateLimit?.cost }))
 
   // The heavy one: many forest evaluations per call, so a stricter limit of its own.
   app.post('/predict/explain', {
     schema: { body: Type.Object({ input: Flower }) },
-    config: { rateLimit: { limits: ['3/minute'], tiers: { premium: ['10/minute'] } } },
+    config: { rateLimit: { limits: limits.explain, tiers: { premium: limits.explainPremium } } },
   }, async (request) => model.explain(request.body.input))
 
   return app

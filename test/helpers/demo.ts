@@ -1,0 +1,21 @@
+/** The example ML API, listening on an ephemeral loopback port, closed after the test. */
+import type { FastifyInstance } from 'fastify'
+import { afterEach } from 'vitest'
+import { buildApp, LIMITS } from '../../bench/ml-api/app.js'
+import type { StoreCase } from './app.js'
+import { randomPrefix, redisUrl } from './redis.js'
+
+const running = new Set<FastifyInstance>()
+afterEach(async () => { await Promise.all([...running].map(a => a.close())); running.clear() })
+
+export type DemoLimits = typeof LIMITS
+
+export async function startDemo (store: StoreCase, limits: Partial<DemoLimits> = {}, prefix = randomPrefix()): Promise<{ app: FastifyInstance, url: string }> {
+  const app = await buildApp({ redisUrl: store.name === 'redis' ? redisUrl : undefined, limits: { ...LIMITS, ...limits }, prefix }) as FastifyInstance
+  running.add(app)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  return { app, url: `http://127.0.0.1:${port}` }
+}
+
+export const FLOWER = { input: [5.1, 3.5, 1.4, 0.2] }
