@@ -36,6 +36,13 @@ export const FST_GCRA_STORE_TIMEOUT = createError<[number]>(
   503,
 )
 
+/** The store is not called while the circuit breaker is open after consecutive failures. */
+export const FST_GCRA_STORE_UNAVAILABLE = createError(
+  'FST_GCRA_STORE_UNAVAILABLE',
+  'fastify-gcra: the store is not called for now: it failed repeatedly (circuit open)',
+  503,
+)
+
 /** The store answered with something the plugin cannot read. */
 export const FST_GCRA_STORE_REPLY = createError<[string]>(
   'FST_GCRA_STORE_REPLY',

@@ -3,11 +3,11 @@
  * turn away an empty bucket in `onRequest` and charge in `preHandler`, after parsing and
  * validation.
  */
-import type { FastifyBaseLogger, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify'
 import { FST_GCRA_INVALID_COST, describeKind } from './errors.js'
 import { incrementUs } from './gcra.js'
-import { isThenable, toInfo, type Limiter, type RoutePlan } from './limiter.js'
-import type { StoreReply } from './stores/store.js'
+import { isThenable, toInfo, type Limiter, type Outcome, type RoutePlan } from './limiter.js'
+import type { RateLimitInfo } from './types.js'
 import type { NormalisedOptions } from './options.js'
 import { exceedsCapacity, type PolicySet } from './policy.js'
 import { sendCostTooLarge, sendStoreUnavailable, sendTooManyRequests, setPolicyHeader, setRateLimitHeaders } from './response.js'
@@ -22,28 +22,6 @@ interface Caller {
 
 type WithCaller = FastifyRequest & { [kCaller]: Caller | null }
 
-/** Logs a store outage once when it starts and once when it ends, not once per request. */
-export class StoreHealth {
-  #failing = false
-  readonly #log: FastifyBaseLogger
-
-  constructor (log: FastifyBaseLogger) {
-    this.#log = log
-  }
-
-  ok (): void {
-    if (!this.#failing) return
-    this.#failing = false
-    this.#log.info('fastify-gcra: the store answers again; limiting resumed')
-  }
-
-  failed (error: unknown, policy: NormalisedOptions['onStoreError']): void {
-    if (this.#failing) return
-    this.#failing = true
-    this.#log.error({ err: error }, `fastify-gcra: the store failed; requests are ${policy === 'allow' ? 'served unlimited' : 'answered 503'} until it answers again`)
-  }
-}
-
 async function costOf (plan: RoutePlan, request: FastifyRequest): Promise<number> {
   let value: unknown
   try {
@@ -57,21 +35,19 @@ async function costOf (plan: RoutePlan, request: FastifyRequest): Promise<number
   return value
 }
 
-export function routeHooks (limiter: Limiter, options: NormalisedOptions, health: StoreHealth, plan: RoutePlan): {
+export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: RoutePlan): {
   onRequest?: onRequestAsyncHookHandler
   preHandler?: preHandlerAsyncHookHandler
 } {
-  /** One store decision; undefined when the store failed (then `onStoreError` has been applied to the health log). */
-  async function ask (key: string, set: PolicySet, increments: readonly number[], charge: boolean): Promise<StoreReply | undefined> {
-    try {
-      const pending = limiter.decide(key, set, increments, charge)
-      const reply = isThenable(pending) ? await pending : pending
-      health.ok()
-      return reply
-    } catch (error) {
-      health.failed(error, options.onStoreError)
-      return undefined
-    }
+  const decide = async (key: string, set: PolicySet, increments: readonly number[], charge: boolean): Promise<Outcome> => {
+    const pending = limiter.decide(key, set, increments, charge, plan.onStoreError)
+    return isThenable(pending) ? await pending : pending
+  }
+
+  /** Fields for a decision: all of them from the store; while degraded, only what stays true. */
+  const fields = (reply: FastifyReply, set: PolicySet, info: RateLimitInfo): void => {
+    if (info.degraded) setPolicyHeader(reply, options.headers, set)
+    else setRateLimitHeaders(reply, options.headers, set, info)
   }
 
   /** Returns false when the request has been answered. `charge` false: the early check of a body-cost route. */
@@ -102,11 +78,11 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, health
     }
     if (exceedsCapacity(set, increments)) {
       // not a rate-limit event, but still a limited response: read the state to report it
-      const state = await ask(caller.key, set, set.unitIncrements, false)
-      if (state !== undefined) {
-        const info = { ...toInfo(set, state, cost, set.unitIncrements, caller.tier), allowed: false, cost, retryAfterMs: Infinity }
+      const state = await decide(caller.key, set, set.unitIncrements, false)
+      if (state.reply !== undefined) {
+        const info = { ...toInfo(set, state.reply, cost, set.unitIncrements, caller.tier, state.degraded), allowed: false, cost, retryAfterMs: Infinity }
         request.rateLimit = info
-        setRateLimitHeaders(reply, options.headers, set, info)
+        fields(reply, set, info)
       } else {
         setPolicyHeader(reply, options.headers, set)
       }
@@ -114,17 +90,17 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, health
       return false
     }
 
-    const decision = await ask(caller.key, set, increments, charge)
-    if (decision === undefined) {
-      if (options.onStoreError === 'allow') return true
+    const outcome = await decide(caller.key, set, increments, charge)
+    if (outcome.reply === undefined) {
+      if (plan.onStoreError === 'allow') return true
       sendStoreUnavailable(reply)
       return false
     }
-    if (!charge && decision.allowed) return true
+    if (!charge && outcome.reply.allowed) return true
 
-    const info = toInfo(set, decision, cost, increments, caller.tier)
+    const info = toInfo(set, outcome.reply, cost, increments, caller.tier, outcome.degraded)
     request.rateLimit = info
-    setRateLimitHeaders(reply, options.headers, set, info)
+    fields(reply, set, info)
     if (info.allowed) return true
     sendTooManyRequests(request, reply, options, info, !charge)
     return false

@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance, FastifyPluginAsync, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { kCaller, routeHooks, StoreHealth } from './hooks.js'
+import { kCaller, routeHooks } from './hooks.js'
 import { Limiter } from './limiter.js'
 import { normaliseOptions, normaliseRouteConfig, type FastifyGcraOptions, type NormalisedOptions } from './options.js'
 import { namedScope, routeScope } from './policy.js'
@@ -36,7 +36,6 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
   const options = normaliseOptions(rawOptions)
   const store = createStore(options)
   const limiter = new Limiter(options, store, fastify.log)
-  const health = new StoreHealth(fastify.log)
 
   fastify.decorateRequest('rateLimit', null)
   fastify.decorateRequest('rateLimitKey', null)
@@ -71,8 +70,8 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
         getScopes.set(route.handler, places)
       }
     }
-    const plan = limiter.plan(label, scopeId, limits, settings?.tiers ?? new Map(), settings?.cost ?? 1, true, where)
-    const hooks = routeHooks(limiter, options, health, plan)
+    const plan = limiter.plan(label, scopeId, limits, settings?.tiers ?? new Map(), settings?.cost ?? 1, true, where, false, settings?.onStoreError ?? options.onStoreError)
+    const hooks = routeHooks(limiter, options, plan)
     if (hooks.onRequest !== undefined) route.onRequest = appendHook(route.onRequest as HookList, hooks.onRequest) as RouteOptions['onRequest']
     if (hooks.preHandler !== undefined) route.preHandler = appendHook(route.preHandler, hooks.preHandler) as RouteOptions['preHandler']
   })

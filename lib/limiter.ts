@@ -4,14 +4,18 @@
  * a `RateLimitInfo`. Also the programmatic `fastify.rateLimiter`.
  */
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import { Breaker } from './breaker.js'
+import { DenyCache, localClockUs } from './deny-cache.js'
 import {
   FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_TIER,
-  FST_GCRA_STORE_TIMEOUT, describeKind,
+  FST_GCRA_STORE_TIMEOUT, FST_GCRA_STORE_UNAVAILABLE, describeKind,
 } from './errors.js'
+import { StoreHealth } from './health.js'
+import { MemoryStore } from './stores/memory.js'
 import { incrementUs, nextUnitUs, remainingUnits, waitUs } from './gcra.js'
 import { hashIdentity, ipIdentity } from './identity.js'
 import type { Limit, LimitSpec } from './limit.js'
-import { normaliseLimits, type CostSetting, type MaybePromise, type NormalisedOptions } from './options.js'
+import { normaliseLimits, type CostSetting, type MaybePromise, type NormalisedOptions, type StoreErrorPolicy } from './options.js'
 import { buildPolicy, buildSet, exceedsCapacity, GLOBAL_SCOPE, namedScope, type Policy, type PolicySet } from './policy.js'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { assertValid, LimitsSchema } from './schemas.js'
@@ -26,7 +30,17 @@ export interface RoutePlan {
   /** The set for callers without a (known) tier: multiplier 1. */
   readonly base: PolicySet
   readonly tiers: ReadonlyMap<string, PolicySet>
+  /** What this route's requests get while the store fails. */
+  readonly onStoreError: StoreErrorPolicy
 }
+
+/**
+ * A decision (from the store, the local deny cache, or the local fallback while the
+ * store fails), or the store's error when the route's policy is 'allow' or 'deny'.
+ */
+export type Outcome =
+  | { readonly reply: StoreReply, readonly degraded: boolean, readonly error?: undefined }
+  | { readonly reply: undefined, readonly degraded: true, readonly error: unknown }
 
 export function isThenable<T> (value: MaybePromise<T> | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as PromiseLike<T> | null)?.then === 'function'
@@ -50,18 +64,38 @@ export class Limiter {
   readonly #unknownTiers = new Set<string>()
   readonly #programmatic = new Map<string, RoutePlan>()
   #warnedNoAddress = false
+  readonly #health: StoreHealth
+  // a remote store gets a breaker and a deny cache; the memory store needs neither
+  readonly #breaker: Breaker | undefined
+  readonly #denyCache: DenyCache | undefined
+  /** The in-memory GCRA of 'local', alive only while the store fails. */
+  #fallback: MemoryStore | undefined
 
   constructor (options: NormalisedOptions, store: RateLimitStore, log: FastifyBaseLogger) {
     this.#opts = options
     this.store = store
     this.#log = log
+    this.#health = new StoreHealth(log)
+    const remote = options.store.kind !== 'memory'
+    this.#breaker = remote ? new Breaker() : undefined
+    this.#denyCache = remote ? new DenyCache() : undefined
+  }
+
+  /** Requests refused by the local deny cache without a store call (0 for the memory store). */
+  get denyCacheHits (): number {
+    return this.#denyCache?.hits ?? 0
+  }
+
+  /** 'closed', 'open' or 'half-open'; 'closed' for the memory store. */
+  get breakerState (): string {
+    return this.#breaker?.state ?? 'closed'
   }
 
   /**
    * Build the policy sets of one route or scope for every tier. Routes sharing a named
    * scope must declare the same limits, or they would not share their buckets.
    */
-  plan (label: string, scopeId: string, limits: readonly Limit[], routeTiers: ReadonlyMap<string, readonly Limit[]>, cost: CostSetting, withGlobal: boolean, where: string, programmatic = false): RoutePlan {
+  plan (label: string, scopeId: string, limits: readonly Limit[], routeTiers: ReadonlyMap<string, readonly Limit[]>, cost: CostSetting, withGlobal: boolean, where: string, programmatic = false, onStoreError: StoreErrorPolicy = this.#opts.onStoreError): RoutePlan {
     const signature = JSON.stringify([limits, [...routeTiers]])
     const known = programmatic ? undefined : this.#scopes.get(scopeId)
     if (known !== undefined && known !== signature) {
@@ -94,7 +128,7 @@ export class Limiter {
       this.#scopes.set(scopeId, signature)
       for (const set of [base, ...tiers.values()]) for (const p of set.policies) this.#routePolicyIds.add(p.id)
     }
-    return { label, cost, base, tiers }
+    return { label, cost, base, tiers, onStoreError }
   }
 
   /** The hashed identity of the caller. */
@@ -132,14 +166,59 @@ export class Limiter {
     return plan.base
   }
 
-  /** One store decision, bounded by `storeTimeoutMs` when the store is asynchronous. */
-  decide (hashedKey: string, set: PolicySet, incrementsUs: readonly number[], charge: boolean): MaybePromise<StoreReply> {
+  /**
+   * One decision. For a remote store: answered from the local deny cache when a recent
+   * refusal still holds; otherwise the store, bounded by `storeTimeoutMs` and skipped while
+   * the circuit is open; when that fails, the route's `onStoreError` applies.
+   */
+  decide (hashedKey: string, set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): MaybePromise<Outcome> {
     const head = `${this.#opts.prefix}:{${hashedKey}}:`
     const policies = set.policies
     const keys = new Array<string>(policies.length)
     for (let i = 0; i < policies.length; i++) keys[i] = head + policies[i]!.id
-    const reply = this.store.decide(keys, set.capacitiesUs, incrementsUs, charge)
-    return isThenable(reply) ? withTimeout(reply, this.#opts.storeTimeoutMs) : reply
+    const denyCache = this.#denyCache
+    if (denyCache !== undefined) {
+      const refused = denyCache.check(hashedKey, set.id, set.capacitiesUs, incrementsUs)
+      if (refused !== undefined) return { reply: refused, degraded: false }
+    }
+    if (this.#breaker !== undefined && !this.#breaker.allow()) {
+      return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), keys, set, incrementsUs, charge, onStoreError)
+    }
+    const sentAtUs = denyCache === undefined ? 0 : localClockUs()
+    let pending: MaybePromise<StoreReply>
+    try {
+      pending = this.store.decide(keys, set.capacitiesUs, incrementsUs, charge)
+    } catch (error) {
+      return this.#failed(error, keys, set, incrementsUs, charge, onStoreError)
+    }
+    if (!isThenable(pending)) return { reply: pending, degraded: false }
+    return withTimeout(pending, this.#opts.storeTimeoutMs).then(
+      (reply): Outcome => {
+        this.#breaker?.success()
+        if (this.#health.ok()) this.#fallback = undefined
+        if (!reply.allowed) denyCache?.remember(hashedKey, set.id, reply, sentAtUs)
+        return { reply, degraded: false }
+      },
+      (error: unknown) => this.#failed(error, keys, set, incrementsUs, charge, onStoreError),
+    )
+  }
+
+  #failed (error: unknown, keys: string[], set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): Outcome {
+    this.#breaker?.failure()
+    this.#health.failed(error)
+    return this.#fallBack(error, keys, set, incrementsUs, charge, onStoreError)
+  }
+
+  #fallBack (error: unknown, keys: string[], set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): Outcome {
+    if (onStoreError !== 'local') return { reply: undefined, degraded: true, error }
+    this.#fallback ??= new MemoryStore()
+    return { reply: this.#fallback.decide(keys, set.capacitiesUs, incrementsUs, charge), degraded: true }
+  }
+
+  /** Forget the local deny-cache entries of an identity (after a reset). */
+  forget (hashedKey: string): void {
+    this.#denyCache?.forget(hashedKey)
+    if (this.#fallback !== undefined) this.#fallback.delete(this.keysOf(hashedKey))
   }
 
   /** The store keys of every bucket of an identity this app knows (routes, global, cached programmatic sets). */
@@ -161,15 +240,18 @@ export class Limiter {
       const set = this.setFor(this.#programmaticPlan(limits, options), tier)
       const increments = charge ? set.policies.map(p => incrementUs(cost, p.intervalUs)) : set.unitIncrements
       if (exceedsCapacity(set, increments)) return neverFits(set, cost, tier)
-      const reply = await this.decide(hashIdentity(key), set, increments, charge)
-      return toInfo(set, reply, cost, increments, tier)
+      const outcome = await this.decide(hashIdentity(key), set, increments, charge, this.#opts.onStoreError)
+      if (outcome.reply === undefined) throw outcome.error
+      return toInfo(set, outcome.reply, cost, increments, tier, outcome.degraded)
     }
     return Object.freeze({
       consume: (key: string, limits: readonly LimitSpec[], cost = 1, options: ConsumeOptions = {}) => run(key, limits, cost, options, true),
       peek: (key: string, limits: readonly LimitSpec[], options: ConsumeOptions = {}) => run(key, limits, 1, options, false),
       reset: async (key: string): Promise<void> => {
         if (typeof key !== 'string') throw new FST_GCRA_INVALID_KEY(describeKind(key))
-        await this.store.delete(this.keysOf(hashIdentity(key)))
+        const hashed = hashIdentity(key)
+        this.forget(hashed)
+        await this.store.delete(this.keysOf(hashed))
       },
     })
   }
@@ -218,7 +300,7 @@ function withTimeout<T> (promise: PromiseLike<T>, ms: number): Promise<T> {
 const ms = (us: number): number => Math.ceil(us / 1000)
 
 /** Read a store's decision back into the request's view of it. */
-export function toInfo (set: PolicySet, reply: StoreReply, cost: number, incrementsUs: readonly number[], tier: string | null): RateLimitInfo {
+export function toInfo (set: PolicySet, reply: StoreReply, cost: number, incrementsUs: readonly number[], tier: string | null, degraded = false): RateLimitInfo {
   const now = reply.nowUs
   const policies = new Array<PolicyState>(set.policies.length)
   let remaining = Infinity
@@ -237,7 +319,7 @@ export function toInfo (set: PolicySet, reply: StoreReply, cost: number, increme
     }
     if (wait > retryAfterMs) retryAfterMs = wait
   }
-  return { allowed: reply.allowed, remaining: remaining === Infinity ? 0 : remaining, resetMs, retryAfterMs, cost, tier, maxCost: set.maxCost, policies }
+  return { allowed: reply.allowed, remaining: remaining === Infinity ? 0 : remaining, resetMs, retryAfterMs, cost, tier, maxCost: set.maxCost, policies, degraded }
 }
 
 /** The answer for a cost that no wait can make fit. */
@@ -246,5 +328,5 @@ export function neverFits (set: PolicySet, cost: number, tier: string | null): R
     name: p.name, quota: p.quota, burst: p.burst, windowMs: p.windowMs, remaining: 0, resetMs: 0,
     retryAfterMs: incrementUs(cost, p.intervalUs) > p.capacityUs ? Infinity : 0,
   }))
-  return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: Infinity, cost, tier, maxCost: set.maxCost, policies }
+  return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: Infinity, cost, tier, maxCost: set.maxCost, policies, degraded: false }
 }

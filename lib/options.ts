@@ -11,6 +11,8 @@ import type { RateLimitContext } from './types.js'
 
 export type MaybePromise<T> = T | Promise<T>
 
+export type StoreErrorPolicy = 'allow' | 'deny' | 'local'
+
 /** What a cost may be: units per request, or a function of the (validated) request. */
 export type CostSetting = number | ((request: FastifyRequest) => MaybePromise<number>)
 
@@ -71,11 +73,13 @@ export interface FastifyGcraOptions {
    */
   storeTimeoutMs?: number
   /**
-   * What a request gets when the store fails or times out: `'allow'` serves it without
-   * rate-limit fields; `'deny'` answers 503 with `Retry-After: 1`.
+   * What a request gets when the store fails, times out or its circuit is open:
+   * `'allow'` serves it without rate-limit fields; `'deny'` answers 503 with
+   * `Retry-After: 1`; `'local'` decides with an in-memory GCRA in this process for the
+   * duration of the outage.
    * @default 'allow'
    */
-  onStoreError?: 'allow' | 'deny'
+  onStoreError?: StoreErrorPolicy
   /**
    * Builds the body of a 429. Receives the request and what was exceeded.
    * @default an RFC 9457 problem (`application/problem+json`)
@@ -106,6 +110,11 @@ export type RouteRateLimitConfig = false | {
    * @default {}
    */
   tiers?: Record<string, LimitSpec[]>
+  /**
+   * This route's answer when the store fails (see the plugin option).
+   * @default the plugin's onStoreError
+   */
+  onStoreError?: StoreErrorPolicy
 }
 
 export type StoreSetting =
@@ -124,7 +133,7 @@ export interface NormalisedOptions {
   readonly prefix: string
   readonly hook: 'onRequest' | 'preHandler'
   readonly storeTimeoutMs: number
-  readonly onStoreError: 'allow' | 'deny'
+  readonly onStoreError: StoreErrorPolicy
   readonly errorResponseBuilder: FastifyGcraOptions['errorResponseBuilder']
 }
 
@@ -133,6 +142,7 @@ export interface RouteSettings {
   readonly cost: CostSetting
   readonly scope: string | undefined
   readonly tiers: ReadonlyMap<string, readonly Limit[]>
+  readonly onStoreError: StoreErrorPolicy | undefined
 }
 
 export const DEFAULT_MAX_KEYS = 100_000
@@ -222,5 +232,6 @@ export function normaliseRouteConfig (config: unknown, root: string, tiers: Read
     cost: cfg.cost ?? 1,
     scope: cfg.scope,
     tiers: routeTiers,
+    onStoreError: cfg.onStoreError,
   })
 }

@@ -20,6 +20,8 @@ export interface Policy extends Bucket {
 
 /** Every policy one request is checked against, for one tier. */
 export interface PolicySet {
+  /** Unique in this process: names the set in the local deny cache. */
+  readonly id: number
   readonly policies: readonly Policy[]
   readonly capacitiesUs: readonly number[]
   /** The largest cost this set can ever admit. */
@@ -54,9 +56,12 @@ export function buildPolicy (limit: Limit, multiplier: number, scopeId: string):
   })
 }
 
+let nextSetId = 1
+
 export function buildSet (policies: readonly Policy[], fixedCost: number | undefined): PolicySet {
   const increments = (cost: number): number[] => policies.map(p => incrementUs(cost, p.intervalUs))
   return Object.freeze({
+    id: nextSetId++,
     policies,
     capacitiesUs: policies.map(p => p.capacityUs),
     maxCost: policies.reduce((least, p) => Math.min(least, maxCost(p)), Infinity),

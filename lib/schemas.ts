@@ -48,6 +48,10 @@ export const StoreSchema = Type.Union([
   }, { additionalProperties: false }),
 ], { description: "'memory', { memory: { maxKeys? } } or { redis: client | 'redis://...' }" })
 
+const OnStoreError = Type.Union([Type.Literal('allow'), Type.Literal('deny'), Type.Literal('local')], {
+  description: "'allow', 'deny' or 'local'",
+})
+
 export const OptionsSchema = Type.Object({
   store: Type.Optional(StoreSchema),
   key: Type.Optional(Resolver),
@@ -63,9 +67,7 @@ export const OptionsSchema = Type.Object({
     description: "'onRequest' or 'preHandler'",
   })),
   storeTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'an integer from 1 to 2147483647 (milliseconds)' })),
-  onStoreError: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')], {
-    description: "'allow' or 'deny'",
-  })),
+  onStoreError: Type.Optional(OnStoreError),
   errorResponseBuilder: Type.Optional(Type.Function([Type.Any(), Type.Any()], Type.Any(), { description: 'a function (request, context) => body' })),
 }, { additionalProperties: false, description: 'an options object' })
 
@@ -78,11 +80,12 @@ export const RouteConfigSchema = Type.Union([
       Type.Function([Type.Any()], Type.Any()),
     ], { description: 'a finite number > 0 or a function of the request' })),
     scope: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'a non-empty string of at most 128 characters' })),
+    onStoreError: Type.Optional(OnStoreError),
     tiers: Type.Optional(Type.Record(Type.String(), LimitsSchema, {
       description: "an object of tier names to arrays of limits, e.g. { premium: ['100/minute'] }",
     })),
   }, { additionalProperties: false }),
-], { description: 'false or { limits?, cost?, scope?, tiers? }' })
+], { description: 'false or { limits?, cost?, scope?, tiers?, onStoreError? }' })
 
 export const checkOptions = TypeCompiler.Compile(OptionsSchema)
 export const checkRouteConfig = TypeCompiler.Compile(RouteConfigSchema)

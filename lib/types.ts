@@ -41,6 +41,11 @@ export interface RateLimitInfo {
   readonly maxCost: number
   /** Every policy that applied, route limits first, then global ones. */
   readonly policies: readonly PolicyState[]
+  /**
+   * Decided by this process alone while the store was failing (`onStoreError: 'local'`):
+   * true for this instance, not for the whole deployment.
+   */
+  readonly degraded: boolean
 }
 
 /** What a 429 body builder receives. */

@@ -129,6 +129,7 @@ describe.each(storeCases)('plugin on the $name store', (store) => {
         { name: '4/minute', quota: 4, burst: 4, windowMs: 60_000, remaining: 1, resetMs: 15_000, retryAfterMs: 0 },
         { name: 'global 10/minute', quota: 10, burst: 10, windowMs: 60_000, remaining: 7, resetMs: 6_000, retryAfterMs: 0 },
       ],
+      degraded: false,
     })
   })
 

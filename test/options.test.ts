@@ -55,7 +55,7 @@ describe('plugin options are validated at registration', () => {
     [{ hook: 'onSend' }, "options.hook: expected 'onRequest' or 'preHandler', got \"onSend\""],
     [{ storeTimeoutMs: 0 }, 'options.storeTimeoutMs: expected an integer from 1 to 2147483647 (milliseconds), got 0'],
     [{ storeTimeoutMs: 2 ** 31 }, 'options.storeTimeoutMs: expected an integer from 1 to 2147483647 (milliseconds), got 2147483648'],
-    [{ onStoreError: 'local' }, "options.onStoreError: expected 'allow' or 'deny', got \"local\""],
+    [{ onStoreError: 'fallback' }, "options.onStoreError: expected 'allow', 'deny' or 'local', got \"fallback\""],
     [{ errorResponseBuilder: {} }, 'options.errorResponseBuilder: expected a function (request, context) => body, got {}'],
   ])('%j', async (options, message) => {
     const error = await register(options).then(() => undefined, (e: unknown) => e)
@@ -103,10 +103,11 @@ describe('route configs are validated when the route is registered', () => {
     [{ cost: Number.POSITIVE_INFINITY }, 'route GET /r: config.rateLimit.cost: expected a finite number > 0 or a function of the request, got Infinity'],
     [{ cost: '2' }, 'route GET /r: config.rateLimit.cost: expected a finite number > 0 or a function of the request, got "2"'],
     [{ scope: '' }, 'route GET /r: config.rateLimit.scope: expected a non-empty string of at most 128 characters, got ""'],
-    [{ limit: ['1/minute'] }, "route GET /r: config.rateLimit.limit: expected one of the known keys (limits, cost, scope, tiers), got 'limit'"],
-    [true, 'route GET /r: config.rateLimit: expected false or { limits?, cost?, scope?, tiers? }, got true'],
+    [{ limit: ['1/minute'] }, "route GET /r: config.rateLimit.limit: expected one of the known keys (limits, cost, scope, onStoreError, tiers), got 'limit'"],
+    [true, 'route GET /r: config.rateLimit: expected false or { limits?, cost?, scope?, tiers?, onStoreError? }, got true'],
     [{ limits: ['1/minute'], tiers: { gold: ['5/minute'] } }, 'route GET /r: config.rateLimit.tiers: expected a tier declared in the plugin\'s tiers (premium), got "gold"'],
     [{ limits: ['1/minute'], tiers: { premium: '5/minute' } }, "route GET /r: config.rateLimit.tiers.premium: expected an array of limits (a limit: a string like '10/minute' or '100/15 minutes', or { max, per, burst?, name? }), got \"5/minute\""],
+    [{ limits: ['1/minute'], onStoreError: 'ignore' }, "route GET /r: config.rateLimit.onStoreError: expected 'allow', 'deny' or 'local', got \"ignore\""],
     [{ limits: ['1/minute'], scope: 'shared' }, "route GET /other: config.rateLimit: expected the same limits and tier limits as the other routes of scope 'shared', got different ones"],
     [{ limits: [{ max: 1, per: '1m', name: 'global 1/minute' }] }, "route GET /r: config.rateLimit: expected limit names distinct from the global limits' names, got 'global 1/minute' twice"],
   ])('%j', async (config, message) => {

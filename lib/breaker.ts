@@ -1,0 +1,78 @@
+/**
+ * A circuit breaker around the store: after `threshold` consecutive failures the store is
+ * not called for a back-off period; then one request probes it. Recovery is automatic.
+ * The back-off doubles per failed probe up to `maxBackoffMs`, so a store that comes back
+ * is used again within `maxBackoffMs` of the next request.
+ */
+
+export interface BreakerOptions {
+  /**
+   * Consecutive failures that open the breaker.
+   * @default 3
+   */
+  threshold?: number
+  /**
+   * The first back-off, in ms.
+   * @default 250
+   */
+  backoffMs?: number
+  /**
+   * The longest back-off, in ms.
+   * @default 1000
+   */
+  maxBackoffMs?: number
+}
+
+export type BreakerState = 'closed' | 'open' | 'half-open'
+
+export class Breaker {
+  #state: BreakerState = 'closed'
+  #failures = 0
+  #backoffMs: number
+  #retryAt = 0
+  readonly #threshold: number
+  readonly #firstBackoffMs: number
+  readonly #maxBackoffMs: number
+  readonly #now: () => number
+
+  constructor (options: BreakerOptions = {}, now: () => number = Date.now) {
+    this.#threshold = options.threshold ?? 3
+    this.#firstBackoffMs = options.backoffMs ?? 250
+    this.#maxBackoffMs = options.maxBackoffMs ?? 1000
+    this.#backoffMs = this.#firstBackoffMs
+    this.#now = now
+  }
+
+  get state (): BreakerState {
+    return this.#state
+  }
+
+  /** Whether this call may go to the store. In 'open', the first call after the back-off is the probe. */
+  allow (): boolean {
+    if (this.#state === 'closed') return true
+    if (this.#state === 'half-open') return false
+    if (this.#now() < this.#retryAt) return false
+    this.#state = 'half-open'
+    return true
+  }
+
+  success (): void {
+    this.#state = 'closed'
+    this.#failures = 0
+    this.#backoffMs = this.#firstBackoffMs
+  }
+
+  failure (): void {
+    if (this.#state === 'half-open') {
+      this.#backoffMs = Math.min(this.#backoffMs * 2, this.#maxBackoffMs)
+      this.#open()
+      return
+    }
+    if (this.#state === 'closed' && ++this.#failures >= this.#threshold) this.#open()
+  }
+
+  #open (): void {
+    this.#state = 'open'
+    this.#retryAt = this.#now() + this.#backoffMs
+  }
+}
