@@ -13,12 +13,12 @@ export interface BreakerOptions {
   threshold?: number
   /**
    * The first back-off, in ms.
-   * @default 250
+   * @default 100
    */
   backoffMs?: number
   /**
    * The longest back-off, in ms.
-   * @default 1000
+   * @default 500
    */
   maxBackoffMs?: number
 }
@@ -37,8 +37,8 @@ export class Breaker {
 
   constructor (options: BreakerOptions = {}, now: () => number = Date.now) {
     this.#threshold = options.threshold ?? 3
-    this.#firstBackoffMs = options.backoffMs ?? 250
-    this.#maxBackoffMs = options.maxBackoffMs ?? 1000
+    this.#firstBackoffMs = options.backoffMs ?? 100
+    this.#maxBackoffMs = options.maxBackoffMs ?? 500
     this.#backoffMs = this.#firstBackoffMs
     this.#now = now
   }

@@ -9,7 +9,7 @@ import { Limiter } from './limiter.js'
 import { normaliseOptions, normaliseRouteConfig, type FastifyGcraOptions, type NormalisedOptions } from './options.js'
 import { namedScope, routeScope } from './policy.js'
 import { MemoryStore } from './stores/memory.js'
-import { RedisStore } from './stores/redis.js'
+import { evictionPolicies, RedisStore, riskyClientSettings } from './stores/redis.js'
 import type { RateLimitStore } from './stores/store.js'
 import './types.js'
 
@@ -76,10 +76,32 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
     if (hooks.preHandler !== undefined) route.preHandler = appendHook(route.preHandler, hooks.preHandler) as RouteOptions['preHandler']
   })
 
-  if (store instanceof RedisStore && typeof options.store.kind === 'string' && typeof (options.store as { redis: unknown }).redis === 'string') {
-    // a client of our own: connect now, so the first requests do not meet a closed connection
-    await (store.client.connect() as Promise<void>).catch((error: unknown) => {
-      fastify.log.warn({ err: error }, 'fastify-gcra: could not connect to Redis yet; retrying in the background')
+  if (store instanceof RedisStore) {
+    if (typeof (options.store as { redis: unknown }).redis === 'string') {
+      // a client of our own: its connection errors are the outage the limiter logs once;
+      // each reconnect attempt goes to debug, not to the console
+      store.client.on('error', (error: unknown) => { fastify.log.debug({ err: error }, 'fastify-gcra: Redis connection error') })
+      // connect now, so the first requests do not meet a closed connection
+      await (store.client.connect() as Promise<void>).catch((error: unknown) => {
+        fastify.log.warn({ err: error }, 'fastify-gcra: could not connect to Redis yet; retrying in the background')
+      })
+    } else {
+      const risky = riskyClientSettings(store.client)
+      if (risky.length > 0) fastify.log.warn({ set: risky }, 'fastify-gcra: the Redis client given to the plugin may run a decision twice or late; set ' + risky.join('; '))
+    }
+    // Redis that evicts keys silently resets limits; say so once, without holding up start-up
+    fastify.addHook('onReady', function (done) {
+      const check = evictionPolicies(store.client).then((policies) => {
+        const evicting = [...new Set(policies.filter(p => p !== 'noeviction'))]
+        if (evicting.length > 0) {
+          fastify.log.warn({ maxmemoryPolicy: evicting }, `fastify-gcra: Redis maxmemory-policy is ${evicting.join(', ')}, not noeviction: under memory pressure Redis may evict buckets, which resets those limits`)
+        }
+      })
+      // at most a second of start-up for it, and `done` exactly once
+      let finished = false
+      const finish = (): void => { if (!finished) { finished = true; clearTimeout(timer); done() } }
+      const timer = setTimeout(finish, 1000)
+      check.then(finish, finish)
     })
   }
 

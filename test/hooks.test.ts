@@ -226,3 +226,25 @@ describe('a store that fails or hangs', () => {
     expect(app.logs.find(l => l.msg.includes('the store failed'))?.err?.code).toBe('FST_GCRA_STORE_TIMEOUT')
   })
 })
+
+describe('onStoreError: \'local\' while the store is down', () => {
+  it('limits exactly with the in-memory GCRA, says less in the fields, and flags the decision', async () => {
+    const client = new Redis({ port: await freePort(), lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    const app = newApp()
+    app.addHook('onClose', async () => { client.disconnect() })
+    await app.register(gcra, { store: { redis: client }, storeTimeoutMs: 50, onStoreError: 'deny' })
+    app.get('/p', { config: { rateLimit: { limits: ['3/minute'], onStoreError: 'local' } } }, async (req) => ({ degraded: req.rateLimit?.degraded, remaining: req.rateLimit?.remaining }))
+    app.get('/strict', { config: { rateLimit: { limits: ['3/minute'] } } }, ok)
+    const replies = []
+    for (let i = 0; i < 4; i++) replies.push(await app.inject('/p'))
+    expect(replies.map(r => r.statusCode)).toEqual([200, 200, 200, 429])
+    expect(replies[0]!.json()).toEqual({ degraded: true, remaining: 2 })
+    for (const r of replies) {
+      expect(r.headers['ratelimit-policy']).toBe('"3/minute";q=3;w=60')
+      expect(r.headers.ratelimit).toBeUndefined()
+    }
+    expect(replies[3]!.headers['retry-after']).toBe('20')
+    // the plugin-wide policy still holds on the other route
+    expect((await app.inject('/strict')).statusCode).toBe(503)
+  })
+})

@@ -24,6 +24,8 @@ export const OWN_CLIENT_OPTIONS: RedisOptions = {
   autoResendUnfulfilledCommands: false,
   maxRetriesPerRequest: 1,
   connectTimeout: 2000,
+  // reconnect soon after Redis comes back (ioredis' default waits up to 2 s)
+  retryStrategy: (times: number) => Math.min(times * 50, 250),
   // visible in CLIENT LIST, so an operator can tell the limiter's connections apart
   connectionName: 'fastify-gcra',
   lazyConnect: true,
@@ -69,4 +71,30 @@ export class RedisStore implements RateLimitStore {
       this.client.disconnect()
     }
   }
+}
+
+/** Client settings that can make a decision run twice or late, with what to set instead. */
+const isCluster = (client: Redis | Cluster): client is Cluster => typeof (client as Cluster).nodes === 'function'
+
+export function riskyClientSettings (client: Redis | Cluster): string[] {
+  // a Cluster passes redisOptions to the connections it opens
+  const options: RedisOptions | undefined = isCluster(client) ? client.options.redisOptions : client.options
+  const risky: string[] = []
+  if (options?.autoResendUnfulfilledCommands !== false) risky.push('autoResendUnfulfilledCommands: false (a decision re-sent after a reconnect charges twice)')
+  if ((client.options as { enableOfflineQueue?: boolean }).enableOfflineQueue !== false) risky.push('enableOfflineQueue: false (queued decisions run late, after their requests were answered)')
+  return risky
+}
+
+/** `maxmemory-policy` of every master, as far as CONFIG GET answers (managed Redis may refuse it). */
+export async function evictionPolicies (client: Redis | Cluster): Promise<string[]> {
+  const nodes = isCluster(client) ? client.nodes('master') : [client]
+  const answers = await Promise.all(nodes.map(async node => {
+    try {
+      const reply = await node.config('GET', 'maxmemory-policy') as unknown
+      return Array.isArray(reply) && typeof reply[1] === 'string' ? reply[1] : undefined
+    } catch {
+      return undefined
+    }
+  }))
+  return answers.filter((a): a is string => a !== undefined)
 }

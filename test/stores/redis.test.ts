@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { RedisStore } from '../../lib/stores/redis.js'
-import { appWith, statuses, ok } from '../helpers/app.js'
+import gcra from '../../lib/index.js'
+import { appWith, newApp, statuses, ok } from '../helpers/app.js'
+import { startRedis } from '../setup/redis.js'
 import { hasRedis, randomPrefix, redisClient } from '../helpers/redis.js'
 
 describe.runIf(hasRedis)('redis store', () => {
@@ -34,5 +36,23 @@ describe.runIf(hasRedis)('redis store', () => {
     const before = await Promise.all(keys.map(k => client.get(k)))
     expect(await statuses(app, 3, '/p')).toEqual([429, 429, 429])
     expect(await Promise.all(keys.map(k => client.get(k)))).toEqual(before)
+  })
+})
+
+describe.runIf(hasRedis)('redis store start-up checks', () => {
+  it('warn once when Redis may evict buckets (maxmemory-policy is not noeviction)', async () => {
+    const server = await startRedis(['--maxmemory-policy', 'allkeys-lru'])
+    try {
+      const evicting = newApp()
+      await evicting.register(gcra, { store: { redis: `redis://127.0.0.1:${server.port}` } })
+      await evicting.ready()
+      expect(evicting.logs.filter(l => l.msg.includes('maxmemory-policy is allkeys-lru'))).toHaveLength(1)
+      const safe = await appWith({ name: 'redis', options: () => ({ store: { redis: redisClient() } }) })
+      await safe.ready()
+      expect(safe.logs.filter(l => l.msg.includes('maxmemory-policy'))).toEqual([])
+      await evicting.close()
+    } finally {
+      await server.stop()
+    }
   })
 })
