@@ -26,6 +26,8 @@ async function clusterPort (taken: Set<number>): Promise<number> {
 
 export interface TestCluster {
   ports: number[]
+  /** Kill one master (SIGKILL), leaving its slots without a server. */
+  kill: (index: number) => Promise<void>
   stop: () => Promise<void>
 }
 
@@ -48,7 +50,16 @@ export async function startCluster (masters = 3): Promise<TestCluster> {
       if (Date.now() > deadline) throw new Error('the cluster did not reach cluster_state:ok')
       await new Promise(resolve => setTimeout(resolve, 100))
     }
-    return { ports, stop: async () => { await Promise.all(nodes.map(n => n.stop())) } }
+    return {
+      ports,
+      kill: async (index) => {
+        const node = nodes[index]!
+        const exited = new Promise(resolve => node.process.once('exit', resolve))
+        node.process.kill('SIGKILL')
+        await exited
+      },
+      stop: async () => { await Promise.all(nodes.map(n => n.stop())) },
+    }
   } catch (error) {
     await Promise.all(nodes.map(n => n.stop()))
     throw error

@@ -36,7 +36,7 @@ export async function startRedis (args: string[] = [], chosenPort?: number): Pro
   for (;;) {
     const ping = spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' })
     if (ping.stdout?.trim() === 'PONG') break
-    if (Date.now() > deadline || child.exitCode !== null) {
+    if (Date.now() > deadline || child.exitCode !== null || child.signalCode !== null) {
       child.kill('SIGKILL')
       throw new Error(`redis-server did not start on port ${port}`)
     }
@@ -46,7 +46,8 @@ export async function startRedis (args: string[] = [], chosenPort?: number): Pro
     port,
     process: child,
     stop: async () => {
-      if (child.exitCode === null) {
+      // a child killed by a signal has exitCode null and signalCode set: it has exited too
+      if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise(resolve => child.once('exit', resolve))
         child.kill('SIGTERM')
         await exited

@@ -12,7 +12,8 @@ describe.runIf(hasRedis)('redis store on Redis Cluster', () => {
 
   beforeAll(async () => { cluster = await startCluster(3) }, 60_000)
   afterAll(async () => { await cluster?.stop() })
-  afterEach(async () => { await Promise.all(clients.splice(0).map(c => c.quit().catch(() => c.disconnect()))) })
+  // disconnect, not quit: QUIT waits on every node, and one may have been killed
+  afterEach(() => { for (const c of clients.splice(0)) c.disconnect() })
 
   const connect = (): Cluster => {
     const client = new Cluster(cluster.ports.map(port => ({ host: '127.0.0.1', port })))
@@ -58,5 +59,25 @@ describe.runIf(hasRedis)('redis store on Redis Cluster', () => {
     const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? a : b).inject({ method: 'POST', url: '/predict' })))
     expect(replies.filter(r => r.statusCode === 200)).toHaveLength(23)
     expect(replies.filter(r => r.statusCode === 429)).toHaveLength(177)
+  }, 30_000)
+
+  // last: it kills a master
+  it('answers by onStoreError for callers on a dropped master, and normally for the others', async () => {
+    const a = newApp()
+    await a.register(gcra, { store: { redis: connect() }, prefix: randomPrefix(), storeTimeoutMs: 100, onStoreError: 'deny' })
+    a.get('/p', { config: { rateLimit: { limits: ['100/minute'] } } }, ok)
+    await a.ready()
+    const callers = Array.from({ length: 30 }, (_, i) => `10.8.0.${i + 1}`)
+    for (const remoteAddress of callers) expect((await a.inject({ url: '/p', remoteAddress })).statusCode).toBe(200)
+    await cluster.kill(0)
+    const started = Date.now()
+    const replies = await Promise.all(callers.map(remoteAddress => a.inject({ url: '/p', remoteAddress })))
+    expect(Date.now() - started).toBeLessThan(3000)
+    const codes = replies.map(r => r.statusCode)
+    // the dropped master's share of the callers is denied (503); the rest are served by theirs
+    expect(codes.every(c => c === 200 || c === 503)).toBe(true)
+    expect(codes.filter(c => c === 503).length).toBeGreaterThan(0)
+    expect(replies.filter(r => r.statusCode === 200).every(r => r.headers.ratelimit !== undefined)).toBe(true)
+    expect(codes.filter(c => c === 200).length).toBeGreaterThan(0)
   }, 30_000)
 })

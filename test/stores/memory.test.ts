@@ -18,6 +18,20 @@ describe('memory store', () => {
     expect(store.size).toBeLessThanOrEqual(1000)
   })
 
+  it('stays under its cap under 1 M distinct identities, and counts the live buckets it loses', () => {
+    let now = 1_000_000_000
+    const store = new MemoryStore({ maxKeys: 100_000, clock: () => now })
+    for (let i = 0; i < 1_000_000; i++) {
+      // one in ten callers' buckets is already full again (TAT past) when the flood goes on
+      store.decide([`ip-${i}`], [2_000_000_000], [i % 10 === 0 ? 1 : 1_000_000_000], true)
+      now += 1
+    }
+    expect(store.size).toBeLessThanOrEqual(100_000)
+    // each of the 900 000 evictions past the cap lost a live bucket, except the expired ones swept first
+    expect(store.evictedLive).toBeGreaterThan(800_000)
+    expect(store.evictedLive).toBeLessThan(900_000)
+  }, 60_000)
+
   it('evicts expired buckets before live ones, and counts the live ones it has to evict', () => {
     let now = 1_000_000_000
     const store = new MemoryStore({ maxKeys: 3, clock: () => now })
