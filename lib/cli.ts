@@ -23,10 +23,12 @@ function fail (message: string): never {
   process.exit(2)
 }
 
-function numberArg (value: string | undefined, name: string, min: number, max: number, fallback: number | undefined): number | undefined {
+function numberArg (value: string | undefined, name: string, min: number, max: number, fallback: number | undefined, whole = false): number | undefined {
   if (value === undefined) return fallback
   const n = Number(value)
-  if (!Number.isFinite(n) || n < min || n > max) fail(`${name} must be a number from ${min} to ${max}, got '${value}'`)
+  if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max || (whole && !Number.isInteger(n))) {
+    fail(`${name} must be a ${whole ? 'whole ' : ''}number from ${min} to ${max}, got '${value}'`)
+  }
   return n
 }
 
@@ -56,6 +58,7 @@ async function main (argv: string[]): Promise<void> {
   if (positionals[0] !== 'probe') fail(positionals[0] === undefined ? 'a command is needed' : `unknown command '${positionals[0]}'`)
   const url = positionals[1]
   if (url === undefined) fail('probe needs a URL')
+  if (positionals.length > 2) fail(`one URL only, got also '${positionals[2]}'`)
   try {
     const u = new URL(url)
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error()
@@ -67,8 +70,17 @@ async function main (argv: string[]): Promise<void> {
   for (const h of values.header ?? []) {
     const colon = h.indexOf(':')
     if (colon < 1) fail(`a header is 'Name: value', got '${h}'`)
-    headers[h.slice(0, colon).trim().toLowerCase()] = h.slice(colon + 1).trim()
+    const name = h.slice(0, colon).trim().toLowerCase()
+    const value = h.slice(colon + 1).trim()
+    try {
+      new Headers([[name, value]])
+    } catch {
+      fail(`'${h}' is not a valid header`)
+    }
+    headers[name] = value
   }
+  const method = (values.method ?? (values.data === undefined ? 'GET' : 'POST')).toUpperCase()
+  if (values.data !== undefined && (method === 'GET' || method === 'HEAD')) fail(`a ${method} request cannot carry --data`)
   if (values.data !== undefined && headers['content-type'] === undefined) {
     try { JSON.parse(values.data); headers['content-type'] = 'application/json' } catch { headers['content-type'] = 'text/plain' }
   }
@@ -78,22 +90,26 @@ async function main (argv: string[]): Promise<void> {
   const live = process.stderr.isTTY && values.json !== true
   const summary = await runProbe({
     url,
-    requests: numberArg(values.requests, '--requests', 1, 100_000, 100)!,
+    requests: numberArg(values.requests, '--requests', 1, 100_000, 100, true)!,
     durationMs: numberArg(values.duration, '--duration', 0.1, 600, 30)! * 1000,
     rate: numberArg(values.rate, '--rate', 0.001, 100_000, undefined),
-    concurrency: Math.floor(numberArg(values.concurrency, '--concurrency', 1, 256, 1)!),
-    method: (values.method ?? (values.data === undefined ? 'GET' : 'POST')).toUpperCase(),
+    concurrency: numberArg(values.concurrency, '--concurrency', 1, 256, 1, true)!,
+    method,
     headers,
     body: values.data,
     signal: controller.signal,
   }, live
     ? (p) => {
-        process.stderr.write(`\r  sent ${p.sent}  2xx ${p.admitted}  429 ${p.refused}  other ${p.other}  remaining ${p.remaining ?? '-'}  ${(p.elapsedMs / 1000).toFixed(1)} s   `)
+        process.stderr.write(`\r  sent ${p.sent}  2xx ${p.admitted}  429 ${p.refused}  other ${p.other}  no response ${p.errors}  remaining ${p.remaining ?? '-'}  ${(p.elapsedMs / 1000).toFixed(1)} s   `)
       }
     : undefined)
   if (live) process.stderr.write('\n')
   process.stdout.write(values.json === true ? `${JSON.stringify(summary, null, 2)}\n` : `${formatSummary(summary)}\n`)
   if (summary.stopped === 'interrupted') process.exitCode = 130
+  else if (summary.completed === 0 && summary.errors > 0) {
+    process.stderr.write(`fastify-gcra: no request got a response: ${summary.firstError ?? 'unknown error'}\n`)
+    process.exitCode = 1
+  }
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {

@@ -50,6 +50,10 @@ export interface ProbeSummary {
   statuses: Record<string, number>
   /** Requests that got no response (network error, timeout). */
   errors: number
+  /** The first of those errors' messages. */
+  firstError?: string
+  /** Requests in flight when the probe was interrupted (sent, perhaps charged, not answered). */
+  aborted: number
   remaining: { first?: number, min?: number, last?: number }
   resetSeconds: { first?: number, last?: number }
   retryAfterSeconds: { count: number, min?: number, median?: number, max?: number }
@@ -58,7 +62,7 @@ export interface ProbeSummary {
   policies: Array<PolicyView & { perSecond?: number }>
   /**
    * At most how many requests GCRA admits over the run if every bucket was full at the
-   * start: per policy, its first remaining + 1 + q/w × elapsed; the smallest, and whose.
+   * start: per policy, the most remaining it reported + 1 + q/w × elapsed; the smallest, and whose.
    */
   bound?: { policy: string, admitted: number }
   timeline: ProbeSecond[]
@@ -66,12 +70,21 @@ export interface ProbeSummary {
 
 export interface ProbeProgress {
   sent: number
+  /** Requests answered (with any status). */
   completed: number
   admitted: number
   refused: number
   other: number
+  /** Requests that got no response. */
+  errors: number
   remaining?: number
   elapsedMs: number
+}
+
+function describeError (error: unknown): string {
+  const e = error as { message?: string, cause?: { message?: string, code?: string } }
+  const cause = e?.cause?.code ?? e?.cause?.message
+  return `${e?.message ?? String(error)}${cause === undefined ? '' : ` (${cause})`}`
 }
 
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> => new Promise(resolve => {
@@ -91,30 +104,38 @@ export async function runProbe (options: ProbeOptions, onProgress?: (p: ProbePro
   const remaining: ProbeSummary['remaining'] = {}
   const resetSeconds: ProbeSummary['resetSeconds'] = {}
   let policies: PolicyView[] = []
-  const firstRemaining = new Map<string, number>()
+  // per policy, the most it said was left: the fullest the bucket was seen
+  const mostRemaining = new Map<string, number>()
   let sent = 0
   let completed = 0
   let admitted = 0
   let refused = 0
   let errors = 0
+  let aborted = 0
+  let firstError: string | undefined
+  // the next request's start on the --rate schedule; after a stall it resumes, it does not catch up
+  let nextAt = started
   let stopped: ProbeSummary['stopped'] = 'requests'
 
   // a function, not a property read, so TypeScript does not narrow it across awaits
-  const aborted = (): boolean => options.signal?.aborted === true
-  const progress = (): void => onProgress?.({ sent, completed, admitted, refused, other: completed - admitted - refused - errors, remaining: remaining.last, elapsedMs: performance.now() - started })
+  const isAborted = (): boolean => options.signal?.aborted === true
+  const progress = (): void => onProgress?.({ sent, completed, admitted, refused, other: completed - admitted - refused, errors, remaining: remaining.last, elapsedMs: performance.now() - started })
 
   async function worker (): Promise<void> {
     for (;;) {
-      if (aborted()) { stopped = 'interrupted'; return }
+      if (isAborted()) { stopped = 'interrupted'; return }
       if (sent >= options.requests) return
       const now = performance.now()
       if (now >= deadline) { stopped = 'duration'; return }
-      const ticket = sent++
+      // the ticket is taken before any wait, so concurrent workers never overshoot --requests;
+      // it is given back only for a request that was never sent
+      sent++
       if (options.rate !== undefined) {
-        const at = started + (ticket * 1000) / options.rate
+        const at = Math.max(now, nextAt)
         if (at >= deadline) { stopped = 'duration'; sent--; return }
+        nextAt = at + 1000 / options.rate
         if (at > now) await sleep(at - now, options.signal)
-        if (aborted()) { stopped = 'interrupted'; sent--; return }
+        if (isAborted()) { stopped = 'interrupted'; sent--; return }
       }
       const timeout = AbortSignal.timeout(options.requestTimeoutMs ?? 10_000)
       const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout])
@@ -128,7 +149,7 @@ export async function runProbe (options: ProbeOptions, onProgress?: (p: ProbePro
         statuses[response.status] = (statuses[response.status] ?? 0) + 1
         if (response.status >= 200 && response.status < 300) { admitted++; slot.admitted++ } else if (response.status === 429) { refused++; slot.refused++ } else slot.other++
         if (view.policies.some(p => p.quota !== undefined)) policies = [...view.policies]
-        for (const p of view.policies) if (p.remaining !== undefined && !firstRemaining.has(p.name)) firstRemaining.set(p.name, p.remaining)
+        for (const p of view.policies) if (p.remaining !== undefined) mostRemaining.set(p.name, Math.max(mostRemaining.get(p.name) ?? 0, p.remaining))
         if (view.remaining !== undefined) {
           remaining.first ??= view.remaining
           remaining.min = Math.min(remaining.min ?? Infinity, view.remaining)
@@ -141,9 +162,12 @@ export async function runProbe (options: ProbeOptions, onProgress?: (p: ProbePro
           slot.resetSeconds = view.resetSeconds
         }
         if (response.status === 429 && view.retryAfterMs !== undefined) retryAfters.push(view.retryAfterMs / 1000)
-      } catch {
-        if (aborted()) { stopped = 'interrupted'; sent--; return }
+      } catch (error) {
+        if (isAborted()) { stopped = 'interrupted'; aborted++; return }
         errors++
+        firstError ??= describeError(error)
+        progress()
+        continue
       }
       completed++
       progress()
@@ -160,7 +184,7 @@ export async function runProbe (options: ProbeOptions, onProgress?: (p: ProbePro
   // per policy: what a full bucket at the first response allows over the run; the smallest wins
   let bound: ProbeSummary['bound']
   for (const p of withRates) {
-    const first = firstRemaining.get(p.name)
+    const first = mostRemaining.get(p.name)
     if (p.perSecond === undefined || first === undefined) continue
     const most = Math.floor(first + 1 + p.perSecond * (elapsedMs / 1000))
     if (bound === undefined || most < bound.admitted) bound = { policy: p.name, admitted: most }
@@ -176,6 +200,8 @@ export async function runProbe (options: ProbeOptions, onProgress?: (p: ProbePro
     refused,
     statuses,
     errors,
+    firstError,
+    aborted,
     remaining,
     resetSeconds,
     retryAfterSeconds: {
@@ -201,19 +227,22 @@ function table (rows: string[][]): string {
 /** The summary as the plain-text report the CLI prints. */
 export function formatSummary (s: ProbeSummary): string {
   const out: string[] = []
-  out.push(`${s.method} ${s.url}: ${s.completed} responses in ${(s.elapsedMs / 1000).toFixed(1)} s (stopped: ${s.stopped})`, '')
+  const extra = [s.errors > 0 ? `${s.errors} without response` : '', s.aborted > 0 ? `${s.aborted} cut off` : ''].filter(x => x !== '').join(', ')
+  out.push(`${s.method} ${s.url}: ${s.completed} responses${extra === '' ? '' : ` (${extra})`} in ${(s.elapsedMs / 1000).toFixed(1)} s (stopped: ${s.stopped})`, '')
   const statusRows = [['status', 'count']]
   for (const [code, count] of Object.entries(s.statuses).sort()) {
     statusRows.push([code === '429' ? '429 refused' : code.startsWith('2') ? `${code} admitted` : code, String(count)])
   }
   if (s.errors > 0) statusRows.push(['no response', String(s.errors)])
+  if (s.aborted > 0) statusRows.push(['cut off by Ctrl-C', String(s.aborted)])
   out.push(table(statusRows), '')
   if (s.policies.length > 0) {
     const rows = [['policy', 'quota', 'window', 'rate/s']]
     for (const p of s.policies) rows.push([p.name === '' ? '(X-RateLimit)' : `"${p.name}"`, fixed(p.quota), p.windowSeconds === undefined ? '-' : `${p.windowSeconds}s`, fixed(p.perSecond, 3)])
     out.push(table(rows), '')
   }
-  out.push(`  admitted: ${s.admitted} = ${s.admittedPerSecond.toFixed(2)}/s` +
+  if (s.firstError !== undefined) out.push(`  first error: ${s.firstError}`, '')
+  out.push(`  admitted: ${s.admitted} in ${(s.elapsedMs / 1000).toFixed(2)} s (${s.admittedPerSecond.toFixed(2)}/s)` +
     (s.bound === undefined ? '' : `; GCRA allows at most ${s.bound.admitted} for "${s.bound.policy}" if its bucket was full at the start`))
   out.push(`  remaining: first ${fixed(s.remaining.first)}, min ${fixed(s.remaining.min)}, last ${fixed(s.remaining.last)}; ` +
     `seconds to more quota: first ${fixed(s.resetSeconds.first)}, last ${fixed(s.resetSeconds.last)}`)

@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { memoryCase } from './helpers/app.js'
+import { freePort } from './setup/redis.js'
 import { FLOWER, startDemo } from './helpers/demo.js'
 
 function cli (args: string[], { interruptAfterMs }: { interruptAfterMs?: number } = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
@@ -49,8 +50,12 @@ describe('fastify-gcra probe', () => {
   it.each([
     [['probe'], 'probe needs a URL'],
     [['probe', 'ftp://x'], "'ftp://x' is not an http(s) URL"],
-    [['probe', 'http://127.0.0.1:1', '-n', '0'], '--requests must be a number from 1 to 100000'],
-    [['probe', 'http://127.0.0.1:1', '-c', '1000'], '--concurrency must be a number from 1 to 256'],
+    [['probe', 'http://127.0.0.1:1', '-n', '0'], '--requests must be a whole number from 1 to 100000'],
+    [['probe', 'http://127.0.0.1:1', '-n', '2.5'], "--requests must be a whole number from 1 to 100000, got '2.5'"],
+    [['probe', 'http://127.0.0.1:1', '-c', '1000'], '--concurrency must be a whole number from 1 to 256'],
+    [['probe', 'http://127.0.0.1:1', '-X', 'GET', '--data', 'x'], 'a GET request cannot carry --data'],
+    [['probe', 'http://127.0.0.1:1', '-H', 'bad name: v'], "'bad name: v' is not a valid header"],
+    [['probe', 'http://127.0.0.1:1', 'http://127.0.0.1:2'], "one URL only, got also 'http://127.0.0.1:2'"],
     [['probe', 'http://127.0.0.1:1', '-H', 'nocolon'], "a header is 'Name: value'"],
     [['fire', 'http://x'], "unknown command 'fire'"],
   ])('refuses %j with usage and exit 2', async (args, message) => {
@@ -58,5 +63,13 @@ describe('fastify-gcra probe', () => {
     expect(r.code).toBe(2)
     expect(r.stderr).toContain(message)
     expect(r.stderr).toContain('Usage: fastify-gcra probe <url>')
+  })
+
+  it('says why when no request got a response, and exits 1', async () => {
+    const r = await cli(['probe', `http://127.0.0.1:${await freePort()}/`, '-n', '3'])
+    expect(r.code).toBe(1)
+    expect(r.stdout).toContain('0 responses (3 without response)')
+    expect(r.stdout).toContain('first error: fetch failed (ECONNREFUSED)')
+    expect(r.stderr).toContain('no request got a response: fetch failed (ECONNREFUSED)')
   })
 })

@@ -43,3 +43,44 @@ describe.each(storeCases)('probe against the example API on the $name store', (s
     expect(s.statuses).toEqual({ 200: s.completed })
   })
 })
+
+describe('probe schedule and bound', () => {
+  it('resumes its rate after a stall instead of bursting to catch up', async () => {
+    const starts: number[] = []
+    let calls = 0
+    const slowFirst: typeof fetch = async () => {
+      starts.push(Date.now())
+      if (calls++ === 0) await new Promise(resolve => setTimeout(resolve, 1000))
+      return new Response('ok')
+    }
+    const s = await runProbe({ url: 'http://x/', requests: 8, durationMs: 10_000, rate: 10, concurrency: 1, method: 'GET', headers: {}, fetch: slowFirst })
+    expect(s.sent).toBe(8)
+    const gaps = starts.slice(1).map((t, i) => t - starts[i]!)
+    // after the 1 s stall, requests go on 100 ms apart, not all at once
+    expect(gaps.slice(1).every(g => g >= 80)).toBe(true)
+  })
+
+  it('bases the GCRA bound on the fullest bucket seen, not on the first answer to arrive', async () => {
+    let n = 0
+    const fields = (r: number) => ({ 'ratelimit-policy': '"p";q=10;w=60', ratelimit: `"p";r=${r};t=6` })
+    // the first request charged (r=9) answers last
+    const fake: typeof fetch = async () => {
+      const i = n++
+      if (i === 0) { await new Promise(resolve => setTimeout(resolve, 200)); return new Response('ok', { headers: fields(9) }) }
+      return new Response('ok', { headers: fields(9 - i) })
+    }
+    const s = await runProbe({ url: 'http://x/', requests: 10, durationMs: 10_000, concurrency: 2, method: 'GET', headers: {}, fetch: fake })
+    expect(s.admitted).toBe(10)
+    expect(s.bound?.admitted).toBeGreaterThanOrEqual(10)
+  })
+
+  it('counts requests cut off by an interrupt apart, and keeps them in sent', async () => {
+    const controller = new AbortController()
+    const never: typeof fetch = (_u, init) => new Promise((_resolve, reject) => {
+      init?.signal?.addEventListener('abort', () => reject(new Error('aborted')))
+    })
+    setTimeout(() => controller.abort(), 100)
+    const s = await runProbe({ url: 'http://x/', requests: 10, durationMs: 10_000, concurrency: 2, method: 'GET', headers: {}, fetch: never, signal: controller.signal })
+    expect(s).toMatchObject({ stopped: 'interrupted', sent: 2, aborted: 2, completed: 0, errors: 0 })
+  })
+})

@@ -37,7 +37,10 @@ function header (headers: HeadersLike, name: string): string | undefined {
   if (typeof (headers as { get?: unknown }).get === 'function') {
     return (headers as { get(name: string): string | null }).get(name) ?? undefined
   }
-  const value = (headers as Record<string, unknown>)[name]
+  // field names are case-insensitive; a plain object may spell them any way
+  const record = headers as Record<string, unknown>
+  const key = name in record ? name : Object.keys(record).find(k => k.toLowerCase() === name)
+  const value = key === undefined ? undefined : record[key]
   if (typeof value === 'string') return value
   if (typeof value === 'number') return String(value)
   if (Array.isArray(value) && value.every(v => typeof v === 'string')) return value.join(', ')
@@ -47,6 +50,41 @@ function header (headers: HeadersLike, name: string): string | undefined {
 const isCount = (v: BareItem | undefined): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0
 const nameOf = (v: BareItem): string | undefined => (typeof v === 'string' ? v : v instanceof Token ? v.value : undefined)
 
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+const DAY = '(Mon|Tue|Wed|Thu|Fri|Sat|Sun)'
+const LONG_DAY = '(Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)'
+const MONTH = `(${MONTHS.join('|')})`
+const TIME = '(\\d{2}):(\\d{2}):(\\d{2})'
+// RFC 9110 §5.6.7: IMF-fixdate, and the obsolete RFC 850 and asctime forms recipients must accept
+const IMF_FIXDATE = new RegExp(`^${DAY}, (\\d{2}) ${MONTH} (\\d{4}) ${TIME} GMT$`)
+const RFC_850 = new RegExp(`^${LONG_DAY}, (\\d{2})-${MONTH}-(\\d{2}) ${TIME} GMT$`)
+const ASCTIME = new RegExp(`^${DAY} ${MONTH} ( \\d|\\d{2}) ${TIME} (\\d{4})$`)
+
+/** An HTTP date as ms since the epoch, or undefined (a date that does not exist included). */
+export function parseHttpDate (text: string, nowMs = Date.now()): number | undefined {
+  // [day, month, year, hh, mm, ss] as text
+  let parts: string[]
+  let m = IMF_FIXDATE.exec(text)
+  if (m !== null) {
+    parts = [m[2]!, m[3]!, m[4]!, m[5]!, m[6]!, m[7]!]
+  } else if ((m = RFC_850.exec(text)) !== null) {
+    // a two-digit year more than 50 years ahead is in the past century
+    let year = 2000 + Number(m[4])
+    if (year > new Date(nowMs).getUTCFullYear() + 50) year -= 100
+    parts = [m[2]!, m[3]!, String(year), m[5]!, m[6]!, m[7]!]
+  } else if ((m = ASCTIME.exec(text)) !== null) {
+    parts = [m[3]!.trim(), m[2]!, m[7]!, m[4]!, m[5]!, m[6]!]
+  } else {
+    return undefined
+  }
+  const [day, month, year, hh, mm, ss] = parts.map((p, i) => (i === 1 ? MONTHS.indexOf(p) : Number(p))) as [number, number, number, number, number, number]
+  const at = Date.UTC(year, month, day, hh, mm, ss)
+  const d = new Date(at)
+  // Date.UTC rolls 31 Feb over into March: such a date does not exist
+  if (d.getUTCDate() !== day || d.getUTCMonth() !== month || hh > 23 || mm > 59 || ss > 60) return undefined
+  return at
+}
+
 /**
  * `Retry-After` in ms: delay-seconds, or an HTTP date (a date in the past gives 0).
  * Anything else: undefined.
@@ -55,10 +93,8 @@ export function parseRetryAfter (value: string | null | undefined, nowMs = Date.
   if (value === null || value === undefined) return undefined
   const text = value.trim()
   if (/^\d{1,10}$/.test(text)) return Number(text) * 1000
-  // an HTTP date names its weekday and its zone: "Sun, 06 Nov 1994 08:49:37 GMT"
-  if (!/^[A-Za-z]{3},? .*\b(GMT|UTC)$/.test(text)) return undefined
-  const at = Date.parse(text)
-  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs)
+  const at = parseHttpDate(text, nowMs)
+  return at === undefined ? undefined : Math.max(0, at - nowMs)
 }
 
 function legacyCount (value: string | undefined): number | undefined {

@@ -80,7 +80,8 @@ function bytes (r: Reader): Uint8Array | undefined {
   const end = r.s.indexOf(':', r.i + 1)
   if (end === -1) return undefined
   const b64 = r.s.slice(r.i + 1, end)
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) return undefined
+  // whole groups of four, the last one possibly padded (or left unpadded): anything else does not decode
+  if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/.test(b64)) return undefined
   r.i = end + 1
   return Uint8Array.from(Buffer.from(b64, 'base64'))
 }

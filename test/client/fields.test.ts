@@ -10,7 +10,14 @@ describe('Retry-After', () => {
   ])('reads %j', (value, ms) => {
     expect(parseRetryAfter(value, now)).toBe(ms)
   })
-  it.each(['', '-1', '1.5', 'soon', '6s', 'Sun, 99 Nov 2026 12:00:30 GMT', '2026-11-22T12:00:30Z'])('ignores %j', (value) => {
+  it.each([
+    ['Sunday, 22-Nov-26 12:01:00 GMT', 60_000],
+    ['Sun Nov 22 12:00:10 2026', 10_000],
+    ['Sun Nov  2 12:00:10 2026', 0],
+  ])('reads the obsolete date form %j', (value, ms) => {
+    expect(parseRetryAfter(value, now)).toBe(ms)
+  })
+  it.each(['', '-1', '1.5', 'soon', '6s', 'Sun, 99 Nov 2026 12:00:30 GMT', '2026-11-22T12:00:30Z', 'Sun, 1 GMT', 'Abc, 31 Feb 1994 08:49:37 GMT', 'Sun, 31 Feb 2026 08:49:37 GMT', 'Sun, 22 Nov 2026 25:00:00 GMT'])('ignores %j', (value) => {
     expect(parseRetryAfter(value, now)).toBeUndefined()
   })
 })
@@ -57,6 +64,12 @@ describe('malformed fields', () => {
     expect(readRateLimit(new Headers({ ratelimit: '"a";r=1, (', 'x-ratelimit-remaining': '3' })).remaining).toBe(3)
     expect(readRateLimit(new Headers({ 'x-ratelimit-remaining': '-3', 'x-ratelimit-limit': '1e3' })).policies).toEqual([])
     expect(readRateLimit({}).policies).toEqual([])
+  })
+
+  it('find fields in a plain object whatever the case of their names', () => {
+    expect(readRateLimit({ 'RateLimit-Policy': '"a";q=5;w=10', RateLimit: '"a";r=2;t=2', 'Retry-After': '3' })).toEqual({
+      policies: [{ name: 'a', quota: 5, windowSeconds: 10, remaining: 2, resetSeconds: 2 }], remaining: 2, resetSeconds: 2, retryAfterMs: 3000,
+    })
   })
 
   it('take an epoch X-RateLimit-Reset as a time, not a delay', () => {

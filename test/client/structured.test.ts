@@ -29,6 +29,8 @@ describe('structured-field lists', () => {
     ['"a";q="\\n"', 'a bad escape'],
     ['?2', 'a bad boolean'],
     [':not base64!:', 'a bad byte sequence'],
+    [':a:', 'base64 that cannot decode'],
+    [':==:', 'padding without data'],
   ])('reject %j (%s) without throwing', (field) => {
     expect(parseList(field)).toBeUndefined()
   })
