@@ -97,6 +97,16 @@ export function parseRetryAfter (value: string | null | undefined, nowMs = Date.
   return at === undefined ? undefined : Math.max(0, at - nowMs)
 }
 
+/** The named items of a field that carry the count `required`, with the count `optional` if valid. */
+function * counts (field: string | undefined, required: string, optional: string): Generator<[string, number, number | undefined]> {
+  for (const item of parseList(field) ?? []) {
+    const name = nameOf(item.value)
+    const need = item.params.get(required)
+    const maybe = item.params.get(optional)
+    if (name !== undefined && isCount(need)) yield [name, need, isCount(maybe) ? maybe : undefined]
+  }
+}
+
 function legacyCount (value: string | undefined): number | undefined {
   return value !== undefined && /^\d{1,15}$/.test(value.trim()) ? Number(value.trim()) : undefined
 }
@@ -110,23 +120,15 @@ export function readRateLimit (headers: HeadersLike, nowMs = Date.now()): RateLi
     return e
   }
 
-  for (const item of parseList(header(headers, 'ratelimit-policy')) ?? []) {
-    const name = nameOf(item.value)
-    const q = item.params.get('q')
-    const w = item.params.get('w')
-    if (name === undefined || !isCount(q)) continue
+  for (const [name, q, w] of counts(header(headers, 'ratelimit-policy'), 'q', 'w')) {
     const e = entry(name)
     e.quota = q
-    if (isCount(w) && w > 0) e.windowSeconds = w
+    if (w !== undefined && w > 0) e.windowSeconds = w
   }
-  for (const item of parseList(header(headers, 'ratelimit')) ?? []) {
-    const name = nameOf(item.value)
-    const r = item.params.get('r')
-    const t = item.params.get('t')
-    if (name === undefined || !isCount(r)) continue
+  for (const [name, r, t] of counts(header(headers, 'ratelimit'), 'r', 't')) {
     const e = entry(name)
     e.remaining = r
-    if (isCount(t)) e.resetSeconds = t
+    if (t !== undefined) e.resetSeconds = t
   }
   if (byName.size === 0) {
     const remaining = legacyCount(header(headers, 'x-ratelimit-remaining'))
