@@ -44,6 +44,15 @@ export function ipIdentity (ip: string): string {
 const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'base64url') => string }).hash
 
 /**
+ * The hash of identities for an app: SHA-256 by default; with a secret, HMAC-SHA256, so
+ * that nobody without the secret can test a guess (an IPv4 address is one of only 2^32).
+ */
+export function identityHasher (secret: string | undefined): (identity: string) => string {
+  if (secret === undefined) return hashIdentity
+  return (identity) => crypto.createHmac('sha256', secret).update(identity).digest('base64url').slice(0, 22)
+}
+
+/**
  * 128 bits of SHA-256 of an identity, base64url (22 characters): store keys stay short
  * whatever the identity, and an API key never reaches the store in clear.
  */

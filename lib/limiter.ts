@@ -13,7 +13,7 @@ import {
 import { StoreHealth } from './health.js'
 import { MemoryStore } from './stores/memory.js'
 import { incrementUs, nextUnitUs, remainingUnits, waitUs } from './gcra.js'
-import { hashIdentity, ipIdentity } from './identity.js'
+import { identityHasher, ipIdentity } from './identity.js'
 import type { Limit, LimitSpec } from './limit.js'
 import { normaliseLimits, type CostSetting, type MaybePromise, type NormalisedOptions, type StoreErrorPolicy } from './options.js'
 import { buildPolicy, buildSet, exceedsCapacity, GLOBAL_SCOPE, namedScope, type Policy, type PolicySet } from './policy.js'
@@ -64,6 +64,7 @@ export class Limiter {
   readonly #unknownTiers = new Set<string>()
   readonly #programmatic = new Map<string, RoutePlan>()
   #warnedNoAddress = false
+  readonly #hash: (identity: string) => string
   readonly #health: StoreHealth
   // a remote store gets a breaker and a deny cache; the memory store needs neither
   readonly #breaker: Breaker | undefined
@@ -76,6 +77,7 @@ export class Limiter {
     this.store = store
     this.#log = log
     this.#health = new StoreHealth(log)
+    this.#hash = identityHasher(options.keySecret)
     const remote = options.store.kind !== 'memory'
     this.#breaker = remote ? new Breaker() : undefined
     this.#denyCache = remote ? new DenyCache() : undefined
@@ -135,16 +137,25 @@ export class Limiter {
   resolveKey (request: FastifyRequest): MaybePromise<string> {
     const resolver = this.#opts.key
     if (resolver === undefined) {
-      if (request.rateLimitKey !== null) return keyHash(request.rateLimitKey)
-      if (typeof request.ip === 'string') return hashIdentity(ipIdentity(request.ip))
+      if (request.rateLimitKey !== null) return this.#hashKey(request.rateLimitKey)
+      if (typeof request.ip === 'string') return this.#hash(ipIdentity(request.ip))
       if (!this.#warnedNoAddress) {
         this.#warnedNoAddress = true
         this.#log.warn('fastify-gcra: a request has no client address (a unix socket? set Fastify\'s trustProxy, or a key resolver); such requests share one bucket')
       }
-      return hashIdentity(NO_ADDRESS)
+      return this.#hash(NO_ADDRESS)
     }
     const value = resolver(request)
-    return isThenable(value) ? Promise.resolve(value).then(keyHash) : keyHash(value)
+    return isThenable(value) ? Promise.resolve(value).then(v => this.#hashKey(v)) : this.#hashKey(value)
+  }
+
+  /** The hash of what a key resolver returned (or an auth hook set). */
+  #hashKey (value: unknown): string {
+    if (typeof value === 'string') return this.#hash(value)
+    if (typeof value === 'number' && Number.isFinite(value)) return this.#hash(String(value))
+    // a repeated header, as Node types it: the same identity as Node's own ', ' join
+    if (Array.isArray(value) && value.length > 0 && value.every(v => typeof v === 'string')) return this.#hash(value.join(', '))
+    throw new FST_GCRA_INVALID_KEY(describeKind(value))
   }
 
   /** The caller's tier name, or null. */
@@ -240,7 +251,7 @@ export class Limiter {
       const set = this.setFor(this.#programmaticPlan(limits, options), tier)
       const increments = charge ? set.policies.map(p => incrementUs(cost, p.intervalUs)) : set.unitIncrements
       if (exceedsCapacity(set, increments)) return neverFits(set, cost, tier)
-      const outcome = await this.decide(hashIdentity(key), set, increments, charge, this.#opts.onStoreError)
+      const outcome = await this.decide(this.#hash(key), set, increments, charge, this.#opts.onStoreError)
       if (outcome.reply === undefined) throw outcome.error
       return toInfo(set, outcome.reply, cost, increments, tier, outcome.degraded)
     }
@@ -249,7 +260,7 @@ export class Limiter {
       peek: (key: string, limits: readonly LimitSpec[], options: ConsumeOptions = {}) => run(key, limits, 1, options, false),
       reset: async (key: string): Promise<void> => {
         if (typeof key !== 'string') throw new FST_GCRA_INVALID_KEY(describeKind(key))
-        const hashed = hashIdentity(key)
+        const hashed = this.#hash(key)
         this.forget(hashed)
         await this.store.delete(this.keysOf(hashed))
       },
@@ -271,14 +282,6 @@ export class Limiter {
     }
     return plan
   }
-}
-
-function keyHash (value: unknown): string {
-  if (typeof value === 'string') return hashIdentity(value)
-  if (typeof value === 'number' && Number.isFinite(value)) return hashIdentity(String(value))
-  // a repeated header, as Node types it: the same identity as Node's own ', ' join
-  if (Array.isArray(value) && value.length > 0 && value.every(v => typeof v === 'string')) return hashIdentity(value.join(', '))
-  throw new FST_GCRA_INVALID_KEY(describeKind(value))
 }
 
 function tierName (value: unknown): string | null {

@@ -62,6 +62,13 @@ export interface FastifyGcraOptions {
    */
   prefix?: string
   /**
+   * A secret that keys the hash of identities (HMAC-SHA256), so store keys cannot be
+   * linked to an IP address or a guessed key without it. Every instance sharing a store
+   * needs the same one; changing it starts every bucket afresh.
+   * @default undefined (plain SHA-256)
+   */
+  keySecret?: string
+  /**
    * Where fixed costs are charged. `'preHandler'` moves every charge after auth hooks
    * registered after the plugin (and after body parsing).
    * @default 'onRequest'
@@ -131,6 +138,7 @@ export interface NormalisedOptions {
   readonly global: readonly Limit[]
   readonly headers: 'draft' | 'legacy' | 'both' | false
   readonly prefix: string
+  readonly keySecret: string | undefined
   readonly hook: 'onRequest' | 'preHandler'
   readonly storeTimeoutMs: number
   readonly onStoreError: StoreErrorPolicy
@@ -209,6 +217,7 @@ export function normaliseOptions (options: unknown): NormalisedOptions {
     global: Object.freeze(global),
     headers: opts.headers ?? 'draft',
     prefix,
+    keySecret: opts.keySecret,
     hook: opts.hook ?? 'onRequest',
     storeTimeoutMs: opts.storeTimeoutMs ?? 100,
     onStoreError: opts.onStoreError ?? 'allow',

@@ -63,6 +63,7 @@ export const OptionsSchema = Type.Object({
     Type.Literal('draft'), Type.Literal('legacy'), Type.Literal('both'), Type.Literal(false),
   ], { description: "'draft', 'legacy', 'both' or false" })),
   prefix: Type.Optional(Type.String({ description: "a string without '{' or '}'" })),
+  keySecret: Type.Optional(Type.String({ minLength: 16, description: 'a string of at least 16 characters' })),
   hook: Type.Optional(Type.Union([Type.Literal('onRequest'), Type.Literal('preHandler')], {
     description: "'onRequest' or 'preHandler'",
   })),

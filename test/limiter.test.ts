@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { FST_GCRA_INVALID_COST, FST_GCRA_INVALID_OPTION } from '../lib/index.js'
+import { hashIdentity, identityHasher } from '../lib/identity.js'
 import { appWith, ok, statuses, storeCases } from './helpers/app.js'
 import { hasRedis, redisClient } from './helpers/redis.js'
 
@@ -165,3 +166,29 @@ describe.runIf(hasRedis)('store keys in Redis', () => {
     expect(ttls[1]).toBeLessThanOrEqual(360_000)
   })
 })
+
+describe.runIf(hasRedis)('keySecret', () => {
+  it('keys the identity hash: unlinkable without the secret, shared by instances that have it', async () => {
+    const client = redisClient()
+    const prefix = 'secret-test'
+    const make = async (keySecret?: string) => {
+      const app = await appWith({ name: 'redis', options: () => ({ store: { redis: client }, prefix }) }, keySecret === undefined ? {} : { keySecret })
+      app.get('/p', { config: { rateLimit: { limits: ['1/hour'] } } }, ok)
+      await app.ready()
+      return app
+    }
+    const secret = 'a-long-server-side-secret'
+    const [a, b, plain] = await Promise.all([make(secret), make(secret), make()])
+    const from = { url: '/p', remoteAddress: '198.51.100.23' }
+    expect(await statuses(a, 1, from)).toEqual([200])
+    // the same secret, the same bucket
+    expect(await statuses(b, 1, from)).toEqual([429])
+    // without it, another bucket: the key is not the plain hash of the address
+    expect(await statuses(plain, 1, from)).toEqual([200])
+    const tags = new Set((await client.keys(`${prefix}:*`)).map(k => k.split('}')[0]!.split('{')[1]))
+    expect(tags.size).toBe(2)
+    expect(tags.has(hashIdentity('198.51.100.23'))).toBe(true)
+    expect(tags.has(identityHasher(secret)('198.51.100.23'))).toBe(true)
+  })
+})
+
