@@ -35,7 +35,8 @@ export class Breaker {
   readonly #maxBackoffMs: number
   readonly #now: () => number
 
-  constructor (options: BreakerOptions = {}, now: () => number = Date.now) {
+  // monotonic: a wall clock stepped back would keep the breaker open for the step
+  constructor (options: BreakerOptions = {}, now: () => number = () => performance.now()) {
     this.#threshold = options.threshold ?? 3
     this.#firstBackoffMs = options.backoffMs ?? 100
     this.#maxBackoffMs = options.maxBackoffMs ?? 500
@@ -47,28 +48,44 @@ export class Breaker {
     return this.#state
   }
 
-  /** Whether this call may go to the store. In 'open', the first call after the back-off is the probe. */
-  allow (): boolean {
-    if (this.#state === 'closed') return true
+  /**
+   * Whether this call may go to the store: 'call', 'probe' (the first call after a
+   * back-off, the only one whose failure settles the half-open state) or false.
+   */
+  allow (): 'call' | 'probe' | false {
+    if (this.#state === 'closed') return 'call'
     if (this.#state === 'half-open') return false
     if (this.#now() < this.#retryAt) return false
     this.#state = 'half-open'
-    return true
+    return 'probe'
   }
 
-  success (): void {
+  /** A call succeeded. Returns true when this closes an open breaker. */
+  success (): boolean {
+    const recovered = this.#state !== 'closed'
     this.#state = 'closed'
     this.#failures = 0
     this.#backoffMs = this.#firstBackoffMs
+    return recovered
   }
 
-  failure (): void {
+  /**
+   * A call failed. While half-open only the probe's failure counts (calls sent before the
+   * breaker opened may still be failing). Returns true when this opens a closed breaker.
+   */
+  failure (probe = false): boolean {
     if (this.#state === 'half-open') {
-      this.#backoffMs = Math.min(this.#backoffMs * 2, this.#maxBackoffMs)
-      this.#open()
-      return
+      if (probe) {
+        this.#backoffMs = Math.min(this.#backoffMs * 2, this.#maxBackoffMs)
+        this.#open()
+      }
+      return false
     }
-    if (this.#state === 'closed' && ++this.#failures >= this.#threshold) this.#open()
+    if (this.#state === 'closed' && ++this.#failures >= this.#threshold) {
+      this.#open()
+      return true
+    }
+    return false
   }
 
   #open (): void {

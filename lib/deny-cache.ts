@@ -17,7 +17,15 @@ interface Entry {
   readonly tatsUs: readonly number[]
   /** Store clock minus local clock, µs (measured at send: an over-estimate of the store's clock). */
   readonly offsetUs: number
+  /** Local clock when the refusal was taken in (µs). */
+  readonly atUs: number
 }
+
+// A snapshot holds at most this long: the store may lose its data (a restart, a failover
+// to a lagging replica, eviction) or be reset from another instance.
+const MAX_AGE_US = 10_000_000
+// policy sets remembered per caller (dynamic scopes must not grow one caller's entry)
+const MAX_SETS_PER_CALLER = 16
 
 /** A local clock in µs: monotonic, so an estimate never runs backwards. */
 export const localClockUs = (): number => Math.floor((performance.timeOrigin + performance.now()) * 1000)
@@ -26,6 +34,8 @@ export class DenyCache {
   // caller → (policy set id → snapshot); the outer Map's order is the order of insertion
   readonly #entries = new Map<string, Map<number, Entry>>()
   readonly #maxCallers: number
+  /** Local clock of each caller's last reset: a refusal sent before it is stale. */
+  readonly #resetAt = new Map<string, number>()
   #hits = 0
 
   constructor (maxCallers = 10_000) {
@@ -37,19 +47,34 @@ export class DenyCache {
     return this.#hits
   }
 
+  /** Callers with a snapshot. */
   get size (): number {
     return this.#entries.size
   }
 
+  /** Snapshots held, all callers together. */
+  get entries (): number {
+    let n = 0
+    for (const sets of this.#entries.values()) n += sets.size
+    return n
+  }
+
   /** Remember a refusal the store made. `sentAtUs`: the local clock when the call was sent. */
   remember (caller: string, setId: number, reply: StoreReply, sentAtUs: number): void {
+    const resetAt = this.#resetAt.get(caller)
+    if (resetAt !== undefined) {
+      // decided before a reset that has deleted its buckets since: not true any more
+      if (sentAtUs <= resetAt) return
+      if (localClockUs() - resetAt > MAX_AGE_US) this.#resetAt.delete(caller)
+    }
     let sets = this.#entries.get(caller)
     if (sets === undefined) {
       if (this.#entries.size >= this.#maxCallers) this.#entries.delete(this.#entries.keys().next().value as string)
       sets = new Map()
       this.#entries.set(caller, sets)
     }
-    sets.set(setId, { tatsUs: reply.tatsUs, offsetUs: reply.nowUs - sentAtUs })
+    if (!sets.has(setId) && sets.size >= MAX_SETS_PER_CALLER) sets.delete(sets.keys().next().value as number)
+    sets.set(setId, { tatsUs: reply.tatsUs, offsetUs: reply.nowUs - sentAtUs, atUs: localClockUs() })
   }
 
   /**
@@ -60,9 +85,10 @@ export class DenyCache {
     const sets = this.#entries.get(caller)
     const entry = sets?.get(setId)
     if (entry === undefined) return undefined
-    const nowUs = localClockUs() + entry.offsetUs
+    const localUs = localClockUs()
+    const nowUs = localUs + entry.offsetUs
     const tatsUs: number[] = []
-    if (decide(entry.tatsUs, capacitiesUs, incrementsUs, nowUs, tatsUs, false)) {
+    if (localUs - entry.atUs > MAX_AGE_US || decide(entry.tatsUs, capacitiesUs, incrementsUs, nowUs, tatsUs, false)) {
       sets!.delete(setId)
       if (sets!.size === 0) this.#entries.delete(caller)
       return undefined
@@ -71,9 +97,12 @@ export class DenyCache {
     return { allowed: false, nowUs, tatsUs }
   }
 
-  /** Forget a caller (after a reset). */
+  /** Forget a caller, and ignore refusals for it that were sent before now (a reset). */
   forget (caller: string): void {
     this.#entries.delete(caller)
+    if (this.#resetAt.size >= this.#maxCallers) this.#resetAt.delete(this.#resetAt.keys().next().value as string)
+    this.#resetAt.delete(caller)
+    this.#resetAt.set(caller, localClockUs())
   }
 
   clear (): void {

@@ -13,6 +13,19 @@ import { evictionPolicies, RedisStore, riskyClientSettings } from './stores/redi
 import type { RateLimitStore } from './stores/store.js'
 import './types.js'
 
+/** Wait for `promise`, but at most `ms`; it goes on in the background after that. */
+async function within (promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([promise, new Promise(resolve => { timer = setTimeout(resolve, ms) })])
+  clearTimeout(timer)
+}
+
+/** Resolves when an ioredis client is ready (at once if it is). */
+function whenReady (client: RedisStore['client']): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve()
+  return new Promise(resolve => client.once('ready', () => resolve()))
+}
+
 function createStore (options: NormalisedOptions): RateLimitStore {
   const setting = options.store
   if (setting.kind === 'memory') return new MemoryStore({ maxKeys: setting.maxKeys })
@@ -77,31 +90,31 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
   })
 
   if (store instanceof RedisStore) {
+    const client = store.client
     if (typeof (options.store as { redis: unknown }).redis === 'string') {
       // a client of our own: its connection errors are the outage the limiter logs once;
       // each reconnect attempt goes to debug, not to the console
-      store.client.on('error', (error: unknown) => { fastify.log.debug({ err: error }, 'fastify-gcra: Redis connection error') })
-      // connect now, so the first requests do not meet a closed connection
-      await (store.client.connect() as Promise<void>).catch((error: unknown) => {
+      client.on('error', (error: unknown) => { fastify.log.debug({ err: error }, 'fastify-gcra: Redis connection error') })
+      // connect now, so the first requests do not meet a closed connection; but a Redis
+      // that accepts and never answers must not hold start-up: a second, then background
+      const connecting = (client.connect() as Promise<void>).catch((error: unknown) => {
         fastify.log.warn({ err: error }, 'fastify-gcra: could not connect to Redis yet; retrying in the background')
       })
+      await within(connecting, 1000)
     } else {
-      const risky = riskyClientSettings(store.client)
+      const risky = riskyClientSettings(client)
       if (risky.length > 0) fastify.log.warn({ set: risky }, 'fastify-gcra: the Redis client given to the plugin may run a decision twice or late; set ' + risky.join('; '))
     }
-    // Redis that evicts keys silently resets limits; say so once, without holding up start-up
-    fastify.addHook('onReady', function (done) {
-      const check = evictionPolicies(store.client).then((policies) => {
+    // Redis that evicts keys silently resets limits: say so once, when the client is
+    // ready (at most a second of start-up; a later answer is still reported)
+    fastify.addHook('onReady', async () => {
+      const check = whenReady(client).then(() => evictionPolicies(client)).then((policies) => {
         const evicting = [...new Set(policies.filter(p => p !== 'noeviction'))]
         if (evicting.length > 0) {
           fastify.log.warn({ maxmemoryPolicy: evicting }, `fastify-gcra: Redis maxmemory-policy is ${evicting.join(', ')}, not noeviction: under memory pressure Redis may evict buckets, which resets those limits`)
         }
-      })
-      // at most a second of start-up for it, and `done` exactly once
-      let finished = false
-      const finish = (): void => { if (!finished) { finished = true; clearTimeout(timer); done() } }
-      const timer = setTimeout(finish, 1000)
-      check.then(finish, finish)
+      }, () => {})
+      await within(check, 1000)
     })
   }
 

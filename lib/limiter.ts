@@ -10,7 +10,6 @@ import {
   FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_TIER,
   FST_GCRA_STORE_TIMEOUT, FST_GCRA_STORE_UNAVAILABLE, describeKind,
 } from './errors.js'
-import { StoreHealth } from './health.js'
 import { MemoryStore } from './stores/memory.js'
 import { incrementUs, nextUnitUs, remainingUnits, waitUs } from './gcra.js'
 import { identityHasher, ipIdentity } from './identity.js'
@@ -65,22 +64,26 @@ export class Limiter {
   readonly #programmatic = new Map<string, RoutePlan>()
   #warnedNoAddress = false
   readonly #hash: (identity: string) => string
-  readonly #health: StoreHealth
-  // a remote store gets a breaker and a deny cache; the memory store needs neither
-  readonly #breaker: Breaker | undefined
+  // a remote store gets breakers (one per server: per Cluster node) and a deny cache;
+  // the memory store needs neither
+  readonly #remote: boolean
+  readonly #breakers = new Map<string, Breaker>()
   readonly #denyCache: DenyCache | undefined
-  /** The in-memory GCRA of 'local', alive only while the store fails. */
+  /**
+   * The in-memory GCRA of 'local'. Kept from one outage to the next: its TATs record
+   * admissions the store never saw, so a flapping store cannot start it afresh each time.
+   */
   #fallback: MemoryStore | undefined
 
   constructor (options: NormalisedOptions, store: RateLimitStore, log: FastifyBaseLogger) {
     this.#opts = options
     this.store = store
     this.#log = log
-    this.#health = new StoreHealth(log)
     this.#hash = identityHasher(options.keySecret)
-    const remote = options.store.kind !== 'memory'
-    this.#breaker = remote ? new Breaker() : undefined
-    this.#denyCache = remote ? new DenyCache() : undefined
+    this.#remote = options.store.kind !== 'memory'
+    this.#denyCache = this.#remote ? new DenyCache() : undefined
+    // a store that (re)connects may hold other data than the refusals remembered from it
+    if (this.#denyCache !== undefined) store.onReconnect?.(() => this.#denyCache!.clear())
   }
 
   /** Requests refused by the local deny cache without a store call (0 for the memory store). */
@@ -88,9 +91,13 @@ export class Limiter {
     return this.#denyCache?.hits ?? 0
   }
 
-  /** 'closed', 'open' or 'half-open'; 'closed' for the memory store. */
-  get breakerState (): string {
-    return this.#breaker?.state ?? 'closed'
+  /** The breaker of the server (Cluster node) that holds a caller's keys; none for the memory store. */
+  #breakerFor (hashedKey: string): { shard: string, breaker: Breaker } | undefined {
+    if (!this.#remote) return undefined
+    const shard = this.store.shardOf?.(hashedKey) ?? ''
+    let breaker = this.#breakers.get(shard)
+    if (breaker === undefined) this.#breakers.set(shard, breaker = new Breaker())
+    return { shard, breaker }
   }
 
   /**
@@ -192,31 +199,38 @@ export class Limiter {
       const refused = denyCache.check(hashedKey, set.id, set.capacitiesUs, incrementsUs)
       if (refused !== undefined) return { reply: refused, degraded: false }
     }
-    if (this.#breaker !== undefined && !this.#breaker.allow()) {
-      return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), keys, set, incrementsUs, charge, onStoreError)
-    }
+    const guard = this.#breakerFor(hashedKey)
+    const turn = guard === undefined ? 'call' : guard.breaker.allow()
+    if (turn === false) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), keys, set, incrementsUs, charge, onStoreError)
     const sentAtUs = denyCache === undefined ? 0 : localClockUs()
     let pending: MaybePromise<StoreReply>
     try {
       pending = this.store.decide(keys, set.capacitiesUs, incrementsUs, charge)
     } catch (error) {
-      return this.#failed(error, keys, set, incrementsUs, charge, onStoreError)
+      return this.#failed(error, guard, turn === 'probe', keys, set, incrementsUs, charge, onStoreError)
     }
     if (!isThenable(pending)) return { reply: pending, degraded: false }
     return withTimeout(pending, this.#opts.storeTimeoutMs).then(
       (reply): Outcome => {
-        this.#breaker?.success()
-        if (this.#health.ok()) this.#fallback = undefined
+        if (guard !== undefined && guard.breaker.success()) {
+          this.#log.info(guard.shard === '' ? {} : { node: guard.shard }, 'fastify-gcra: the store answers again; limiting with it resumed')
+          // what was refused before the outage may be gone from a store that lost its data
+          denyCache?.clear()
+        }
         if (!reply.allowed) denyCache?.remember(hashedKey, set.id, reply, sentAtUs)
         return { reply, degraded: false }
       },
-      (error: unknown) => this.#failed(error, keys, set, incrementsUs, charge, onStoreError),
+      (error: unknown) => this.#failed(error, guard, turn === 'probe', keys, set, incrementsUs, charge, onStoreError),
     )
   }
 
-  #failed (error: unknown, keys: string[], set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): Outcome {
-    this.#breaker?.failure()
-    this.#health.failed(error)
+  #failed (error: unknown, guard: { shard: string, breaker: Breaker } | undefined, probe: boolean, keys: string[], set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): Outcome {
+    // logged once when the breaker opens, and once when it closes: not per request
+    if (guard !== undefined && guard.breaker.failure(probe)) {
+      this.#log.error({ err: error, ...(guard.shard === '' ? {} : { node: guard.shard }) }, 'fastify-gcra: the store failed; requests follow onStoreError (allow, deny or local) until it answers again')
+    } else {
+      this.#log.debug({ err: error }, 'fastify-gcra: a store call failed')
+    }
     return this.#fallBack(error, keys, set, incrementsUs, charge, onStoreError)
   }
 
@@ -261,8 +275,11 @@ export class Limiter {
       reset: async (key: string): Promise<void> => {
         if (typeof key !== 'string') throw new FST_GCRA_INVALID_KEY(describeKind(key))
         const hashed = this.#hash(key)
+        // a refusal in flight now was decided before the delete: forget() makes the deny
+        // cache ignore every refusal sent before this moment, whenever it arrives
         this.forget(hashed)
-        await this.store.delete(this.keysOf(hashed))
+        const deleted = this.store.delete(this.keysOf(hashed))
+        if (isThenable(deleted)) await withTimeout(deleted, this.#opts.storeTimeoutMs)
       },
     })
   }

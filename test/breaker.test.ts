@@ -10,37 +10,40 @@ describe('circuit breaker', () => {
   it('opens after consecutive failures, probes once per back-off, and closes on success', () => {
     let now = 0
     const b = new Breaker({ threshold: 3, backoffMs: 100, maxBackoffMs: 400 }, () => now)
-    b.failure(); b.failure()
+    expect([b.failure(), b.failure()]).toEqual([false, false])
     expect(b.state).toBe('closed')
-    b.success()
+    expect(b.success()).toBe(false) // it was closed: nothing recovered
     b.failure(); b.failure()
     expect(b.state).toBe('closed') // the success reset the count
-    b.failure()
+    expect(b.failure()).toBe(true) // this one opens it
     expect(b.state).toBe('open')
     expect(b.allow()).toBe(false)
     now = 99
     expect(b.allow()).toBe(false)
     now = 100
-    expect(b.allow()).toBe(true) // the probe
+    expect(b.allow()).toBe('probe')
     expect(b.state).toBe('half-open')
     expect(b.allow()).toBe(false) // one probe at a time
-    b.failure()
+    // a call sent before the breaker opened fails late: it does not settle the probe
+    expect(b.failure(false)).toBe(false)
+    expect(b.state).toBe('half-open')
+    b.failure(true)
     expect(b.state).toBe('open')
     now = 299
     expect(b.allow()).toBe(false) // the back-off doubled to 200
     now = 300
-    expect(b.allow()).toBe(true)
-    b.failure()
+    expect(b.allow()).toBe('probe')
+    b.failure(true)
     now = 699
     expect(b.allow()).toBe(false)
     now = 700
-    expect(b.allow()).toBe(true)
-    b.failure()
+    expect(b.allow()).toBe('probe')
+    b.failure(true)
     now = 1100 // capped at 400
-    expect(b.allow()).toBe(true)
-    b.success()
+    expect(b.allow()).toBe('probe')
+    expect(b.success()).toBe(true) // recovered
     expect(b.state).toBe('closed')
-    expect(b.allow()).toBe(true)
+    expect(b.allow()).toBe('call')
   })
 })
 

@@ -60,11 +60,14 @@ describe('local deny cache', () => {
     expect(cache.check('caller', 7, [bucket.capacityUs], inc)).toBeUndefined()
   })
 
-  it('stays bounded in callers', () => {
+  it('stays bounded in callers, and in policy sets per caller', () => {
     const cache = new DenyCache(100)
     const reply = { allowed: false, nowUs: localClockUs(), tatsUs: [localClockUs() + 1e9] }
     for (let i = 0; i < 1000; i++) cache.remember(`c${i}`, 1, reply, localClockUs())
     expect(cache.size).toBe(100)
+    const one = new DenyCache()
+    for (let set = 0; set < 1000; set++) one.remember('dynamic-scopes', set, reply, localClockUs())
+    expect(one.entries).toBe(16)
   })
 })
 

@@ -7,6 +7,10 @@ import type { StoreErrorPolicy } from '../lib/options.js'
 import { newApp, ok } from './helpers/app.js'
 import { hasRedis, randomPrefix } from './helpers/redis.js'
 import { startRedis } from './setup/redis.js'
+import { Limiter } from '../lib/limiter.js'
+import { normaliseLimits, normaliseOptions } from '../lib/options.js'
+import { MemoryStore } from '../lib/stores/memory.js'
+import type { RateLimitStore } from '../lib/stores/store.js'
 
 const LIMIT = { max: 20, per: '1s', burst: 10 } // T = 50 ms
 const TIMEOUT_MS = 100
@@ -190,3 +194,105 @@ describe.runIf(hasRedis)('a decision in flight when the connection drops', () =>
     }
   }, 30_000)
 })
+
+describe.runIf(hasRedis)('what Redis forgets, the plugin forgets', () => {
+  it('drops remembered refusals when Redis comes back empty', async () => {
+    let server = await startRedis()
+    const port = server.port
+    try {
+      const app = newApp()
+      await app.register(gcra, { store: { redis: `redis://127.0.0.1:${port}` }, storeTimeoutMs: 100, onStoreError: 'allow' })
+      app.get('/p', { config: { rateLimit: { limits: ['1/hour'] } } }, ok)
+      await app.ready()
+      expect((await app.inject('/p')).statusCode).toBe(200)
+      expect((await app.inject('/p')).statusCode).toBe(429)
+      const exited = new Promise(resolve => server.process.once('exit', resolve))
+      server.process.kill('SIGKILL')
+      await exited
+      server = await startRedis([], port)
+      // Redis holds nothing now: the next request is Redis's to decide, and it admits
+      let status = 0
+      for (let i = 0; i < 40 && status !== 200; i++) {
+        await new Promise(resolve => setTimeout(resolve, 50))
+        const r = await app.inject('/p')
+        status = r.headers.ratelimit === undefined ? 0 : r.statusCode
+      }
+      expect(status).toBe(200)
+      await app.close()
+    } finally {
+      await server.stop()
+    }
+  }, 20_000)
+
+  it('reset() wins over a refusal that was in flight when it ran', async () => {
+    const server = await startRedis()
+    try {
+      const app = newApp()
+      await app.register(gcra, { store: { redis: `redis://127.0.0.1:${server.port}` } })
+      await app.ready()
+      expect((await app.rateLimiter.consume('racer', ['1/hour'])).allowed).toBe(true)
+      const inFlight = app.rateLimiter.consume('racer', ['1/hour'])
+      await app.rateLimiter.reset('racer')
+      expect((await inFlight).allowed).toBe(false)
+      expect((await app.rateLimiter.consume('racer', ['1/hour'])).allowed).toBe(true)
+      await app.close()
+    } finally {
+      await server.stop()
+    }
+  })
+
+  it('starts and stops within bounded time on a Redis that accepts and never answers', async () => {
+    const { createServer } = await import('node:net')
+    const sockets: Array<import('node:net').Socket> = []
+    const silent = createServer(socket => { sockets.push(socket) })
+    await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+    try {
+      const app = newApp()
+      const t0 = Date.now()
+      await app.register(gcra, { store: { redis: `redis://127.0.0.1:${(silent.address() as { port: number }).port}` }, onStoreError: 'deny' })
+      app.get('/p', { config: { rateLimit: { limits: ['1/hour'] } } }, ok)
+      await app.ready()
+      expect(Date.now() - t0).toBeLessThan(4000)
+      expect((await app.inject('/p')).statusCode).toBe(503)
+      const t1 = Date.now()
+      await app.close()
+      expect(Date.now() - t1).toBeLessThan(3000)
+    } finally {
+      for (const s of sockets) s.destroy()
+      silent.close()
+    }
+  }, 20_000)
+})
+
+describe('a store that flaps, with onStoreError: \'local\'', () => {
+  it('keeps the in-memory state from one outage to the next, and logs no outage below the breaker\'s threshold', async () => {
+    let down = false
+    const tats = new MemoryStore()
+    const flaky: RateLimitStore = {
+      decide: async (keys, caps, incs, charge) => { if (down) throw new Error('flap'); return tats.decide(keys, caps, incs, charge) },
+      delete: () => {},
+      close: () => {},
+    }
+    const logs: string[] = []
+    const log = { info: (_o: unknown, m?: string) => logs.push(`info ${m}`), error: (_o: unknown, m?: string) => logs.push(`error ${m}`), warn: () => {}, debug: () => {} } as never
+    const limiter = new Limiter(normaliseOptions({ store: { redis: 'redis://127.0.0.1:1' }, onStoreError: 'local' }), flaky, log)
+    const plan = limiter.plan('test', 'scope:t', normaliseLimits(['10/hour'], 'l'), new Map(), 1, false, 'test')
+    let admitted = 0
+    for (let outage = 0; outage < 5; outage++) {
+      down = true
+      // below the threshold: two failures, then the store answers again
+      for (let i = 0; i < 2; i++) if ((await limiter.decide('caller', plan.base, plan.base.unitIncrements, true, 'local')).reply?.allowed === true) admitted++
+      for (let i = 0; i < 4; i++) {
+        down = i === 3
+        const o = await limiter.decide(`caller-${outage}-${i}`, plan.base, plan.base.unitIncrements, true, 'local')
+        void o
+      }
+      down = false
+      await limiter.decide('other', plan.base, plan.base.unitIncrements, true, 'local')
+    }
+    // five short outages of one caller: the in-memory buckets kept count across them
+    expect(admitted).toBe(10)
+    expect(logs.filter(l => l.startsWith('error'))).toEqual([])
+  })
+})
+

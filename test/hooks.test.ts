@@ -217,12 +217,16 @@ describe('a store that fails or hangs', () => {
   it('never holds a request longer than storeTimeoutMs on a Redis that does not answer', async () => {
     const client = new Redis({ port: await silentPort(), maxRetriesPerRequest: 0 })
     const app = await appOn(client, 'allow')
-    const started = Date.now()
-    const r = await app.inject('/p')
-    const took = Date.now() - started
-    expect(r.statusCode).toBe(200)
-    // the bound is 50 ms; allow scheduling noise on a loaded machine, not a hang
-    expect(took).toBeLessThan(2000)
+    await app.ready()
+    for (let i = 0; i < 3; i++) {
+      const started = Date.now()
+      const r = await app.inject('/p')
+      const took = Date.now() - started
+      expect(r.statusCode).toBe(200)
+      // the bound is 50 ms; allow scheduling noise on a loaded machine, not a hang
+      expect(took).toBeLessThan(2000)
+    }
+    // the third timeout in a row opens the breaker, and the outage is logged with its cause
     expect(app.logs.find(l => l.msg.includes('the store failed'))?.err?.code).toBe('FST_GCRA_STORE_TIMEOUT')
   })
 })

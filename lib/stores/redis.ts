@@ -10,6 +10,18 @@ import type { RateLimitStore, StoreReply } from './store.js'
 // Versioned, so two releases sharing one client never run each other's script.
 const COMMAND = 'fastifyGcraDecideV1'
 
+/** CRC16-XMODEM, the hash of Redis Cluster's key slots (slot = crc16(tag) mod 16384). */
+export function crc16 (text: string): number {
+  let crc = 0
+  for (const byte of Buffer.from(text)) {
+    crc ^= byte << 8
+    for (let i = 0; i < 8; i++) crc = (crc & 0x8000) !== 0 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
+  }
+  return crc
+}
+
+const isCluster = (client: Redis | Cluster): client is Cluster => typeof (client as Cluster).nodes === 'function'
+
 type ScriptClient = (Redis | Cluster) & {
   [COMMAND]?: (...args: Array<string | number>) => Promise<unknown>
 }
@@ -59,29 +71,40 @@ export class RedisStore implements RateLimitStore {
     return { allowed: reply[0] === 1, nowUs: reply[1] as number, tatsUs: reply.slice(2) as number[] }
   }
 
+  shardOf (hashTag: string): string {
+    const client = this.client
+    if (!isCluster(client)) return ''
+    return client.slots[crc16(hashTag) % 16384]?.[0] ?? 'unassigned'
+  }
+
+  onReconnect (listener: () => void): void {
+    this.client.on('ready', listener)
+  }
+
   async delete (keys: readonly string[]): Promise<void> {
     if (keys.length > 0) await this.client.del(...keys)
   }
 
   async close (): Promise<void> {
     if (!this.#owns) return
-    try {
-      await this.client.quit()
-    } catch {
-      this.client.disconnect()
-    }
+    // QUIT waits for the server: a hung one must not hold the app's shutdown
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<'late'>(resolve => { timer = setTimeout(() => resolve('late'), 1000) })
+    const quit = await Promise.race([this.client.quit().catch(() => 'failed' as const), late])
+    clearTimeout(timer)
+    if (quit !== 'OK') this.client.disconnect()
   }
 }
 
 /** Client settings that can make a decision run twice or late, with what to set instead. */
-const isCluster = (client: Redis | Cluster): client is Cluster => typeof (client as Cluster).nodes === 'function'
-
 export function riskyClientSettings (client: Redis | Cluster): string[] {
   // a Cluster passes redisOptions to the connections it opens
   const options: RedisOptions | undefined = isCluster(client) ? client.options.redisOptions : client.options
   const risky: string[] = []
   if (options?.autoResendUnfulfilledCommands !== false) risky.push('autoResendUnfulfilledCommands: false (a decision re-sent after a reconnect charges twice)')
   if ((client.options as { enableOfflineQueue?: boolean }).enableOfflineQueue !== false) risky.push('enableOfflineQueue: false (queued decisions run late, after their requests were answered)')
+  // a Cluster re-sends what was in flight on a closed node connection, whatever redisOptions say
+  if (isCluster(client) && (client.options.retryDelayOnFailover ?? 100) > 0) risky.push('retryDelayOnFailover: 0 in the Cluster options (a Cluster re-sends a decision that was in flight on a failing node)')
   return risky
 }
 

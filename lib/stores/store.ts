@@ -16,6 +16,13 @@ export interface RateLimitStore {
    * `charge` is true and every bucket admits, record the new TATs; otherwise write nothing.
    */
   decide(keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean): StoreReply | Promise<StoreReply>
+  /**
+   * Which server holds the keys tagged `{hashTag}` (a Cluster node), so that one failing
+   * node does not stop callers served by the others. One name for a single server.
+   */
+  shardOf?(hashTag: string): string
+  /** Call `listener` whenever the store (re)connects: its data may be new. */
+  onReconnect?(listener: () => void): void
   /** Forget these buckets. */
   delete(keys: readonly string[]): void | Promise<void>
   /** Release what the store owns (timers, connections it opened). */

@@ -5,6 +5,8 @@ import gcra from '../../lib/index.js'
 import { newApp, ok } from '../helpers/app.js'
 import { hasRedis, randomPrefix } from '../helpers/redis.js'
 import { startCluster, type TestCluster } from '../setup/cluster.js'
+import { hashIdentity } from '../../lib/identity.js'
+import { crc16 } from '../../lib/stores/redis.js'
 
 describe.runIf(hasRedis)('redis store on Redis Cluster', () => {
   let cluster: TestCluster
@@ -61,23 +63,60 @@ describe.runIf(hasRedis)('redis store on Redis Cluster', () => {
     expect(replies.filter(r => r.statusCode === 429)).toHaveLength(177)
   }, 30_000)
 
+  it('computes the slot of a hash tag as Redis does', async () => {
+    const client = connect()
+    if (client.status !== 'ready') await new Promise(resolve => client.once('ready', resolve))
+    // the tags the plugin writes are base64url hashes; any brace-free text hashes the same way
+    for (const tag of ['a', 'user-1', hashIdentity('127.0.0.1'), hashIdentity('::1'), 'ключ']) {
+      expect(crc16(tag) % 16384).toBe(await client.cluster('KEYSLOT', `x:{${tag}}:y`))
+    }
+  })
+
+  it('warns at start-up that a Cluster re-sends decisions unless retryDelayOnFailover is 0', async () => {
+    const risky = newApp()
+    await risky.register(gcra, { store: { redis: connect() }, prefix: randomPrefix() })
+    await risky.ready()
+    expect(risky.logs.find(l => l.msg.includes('may run a decision twice or late'))?.msg).toContain('retryDelayOnFailover: 0')
+    const safe = new Cluster(cluster.ports.map(port => ({ host: '127.0.0.1', port })), {
+      retryDelayOnFailover: 0, enableOfflineQueue: false, redisOptions: { autoResendUnfulfilledCommands: false },
+    })
+    clients.push(safe)
+    const quiet = newApp()
+    await quiet.register(gcra, { store: { redis: safe }, prefix: randomPrefix() })
+    await quiet.ready()
+    expect(quiet.logs.filter(l => l.msg.includes('may run a decision twice or late'))).toEqual([])
+  })
+
   // last: it kills a master
-  it('answers by onStoreError for callers on a dropped master, and normally for the others', async () => {
+  it('keeps serving callers on the live masters while one master is down, under sustained load', async () => {
     const a = newApp()
     await a.register(gcra, { store: { redis: connect() }, prefix: randomPrefix(), storeTimeoutMs: 100, onStoreError: 'deny' })
-    a.get('/p', { config: { rateLimit: { limits: ['100/minute'] } } }, ok)
+    a.get('/p', { config: { rateLimit: { limits: ['100000/minute'] } } }, ok)
     await a.ready()
     const callers = Array.from({ length: 30 }, (_, i) => `10.8.0.${i + 1}`)
     for (const remoteAddress of callers) expect((await a.inject({ url: '/p', remoteAddress })).statusCode).toBe(200)
     await cluster.kill(0)
+    // 1.5 s of traffic from every caller: the dead master's callers trip its breaker,
+    // which must not stop the others
+    const seen = new Map<string, Set<number>>(callers.map(c => [c, new Set<number>()]))
     const started = Date.now()
-    const replies = await Promise.all(callers.map(remoteAddress => a.inject({ url: '/p', remoteAddress })))
-    expect(Date.now() - started).toBeLessThan(3000)
-    const codes = replies.map(r => r.statusCode)
-    // the dropped master's share of the callers is denied (503); the rest are served by theirs
-    expect(codes.every(c => c === 200 || c === 503)).toBe(true)
-    expect(codes.filter(c => c === 503).length).toBeGreaterThan(0)
-    expect(replies.filter(r => r.statusCode === 200).every(r => r.headers.ratelimit !== undefined)).toBe(true)
-    expect(codes.filter(c => c === 200).length).toBeGreaterThan(0)
+    let slowest = 0
+    await Promise.all(callers.map(async (remoteAddress) => {
+      while (Date.now() - started < 1500) {
+        const t = Date.now()
+        const r = await a.inject({ url: '/p', remoteAddress })
+        slowest = Math.max(slowest, Date.now() - t)
+        // an answer that needed no I/O (an open breaker) resolves in microtasks: yield as a real client would
+        await new Promise(resolve => setImmediate(resolve))
+        seen.get(remoteAddress)!.add(r.statusCode === 200 && r.headers.ratelimit !== undefined ? 200 : r.statusCode)
+      }
+    }))
+    expect(slowest).toBeLessThan(1500)
+    const served = callers.filter(c => [...seen.get(c)!].every(s => s === 200))
+    const denied = callers.filter(c => [...seen.get(c)!].every(s => s === 503))
+    // every caller is either always served by its master or always denied: none is caught by another's outage
+    expect(served.length + denied.length).toBe(callers.length)
+    expect(served.length).toBeGreaterThan(0)
+    expect(denied.length).toBeGreaterThan(0)
   }, 30_000)
 })

@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
 import { RedisStore } from '../../lib/stores/redis.js'
 import gcra from '../../lib/index.js'
@@ -47,6 +48,15 @@ describe.runIf(hasRedis)('redis store start-up checks', () => {
       await evicting.register(gcra, { store: { redis: `redis://127.0.0.1:${server.port}` } })
       await evicting.ready()
       expect(evicting.logs.filter(l => l.msg.includes('maxmemory-policy is allkeys-lru'))).toHaveLength(1)
+      // a client given to the plugin while still connecting (and not queueing) is checked once ready
+      const connecting = new Redis(`redis://127.0.0.1:${server.port}`, { enableOfflineQueue: false, lazyConnect: true })
+      const given = newApp()
+      given.addHook('onClose', async () => { connecting.disconnect() })
+      await given.register(gcra, { store: { redis: connecting } })
+      void connecting.connect()
+      await given.ready()
+      expect(given.logs.filter(l => l.msg.includes('maxmemory-policy is allkeys-lru'))).toHaveLength(1)
+      await given.close()
       const safe = await appWith({ name: 'redis', options: () => ({ store: { redis: redisClient() } }) })
       await safe.ready()
       expect(safe.logs.filter(l => l.msg.includes('maxmemory-policy'))).toEqual([])
