@@ -19,7 +19,7 @@ import { buildPolicy, buildSet, exceedsCapacity, GLOBAL_SCOPE, namedScope, type 
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { assertValid, LimitsSchema } from './schemas.js'
 import type { RateLimitStore, StoreReply } from './stores/store.js'
-import type { ConsumeOptions, PolicyState, RateLimitInfo, RateLimiter } from './types.js'
+import type { ConsumeOptions, PolicyState, RateLimitInfo, RateLimiter, RateLimiterStats } from './types.js'
 
 /** Everything one route (or one programmatic limit set) needs per request. */
 export interface RoutePlan {
@@ -84,11 +84,6 @@ export class Limiter {
     this.#denyCache = this.#remote ? new DenyCache() : undefined
     // a store that (re)connects may hold other data than the refusals remembered from it
     if (this.#denyCache !== undefined) store.onReconnect?.(() => this.#denyCache!.clear())
-  }
-
-  /** Requests refused by the local deny cache without a store call (0 for the memory store). */
-  get denyCacheHits (): number {
-    return this.#denyCache?.hits ?? 0
   }
 
   /** The breaker of the server (Cluster node) that holds a caller's keys; none for the memory store. */
@@ -272,6 +267,15 @@ export class Limiter {
     return Object.freeze({
       consume: (key: string, limits: readonly LimitSpec[], cost = 1, options: ConsumeOptions = {}) => run(key, limits, cost, options, true),
       peek: (key: string, limits: readonly LimitSpec[], options: ConsumeOptions = {}) => run(key, limits, 1, options, false),
+      stats: (): RateLimiterStats => {
+        const memory = this.store instanceof MemoryStore ? this.store : undefined
+        return {
+          storeKeys: memory?.size,
+          evictedLive: memory?.evictedLive,
+          denyCacheHits: this.#denyCache?.hits ?? 0,
+          openBreakers: [...this.#breakers.values()].filter(b => b.state !== 'closed').length,
+        }
+      },
       reset: async (key: string): Promise<void> => {
         if (typeof key !== 'string') throw new FST_GCRA_INVALID_KEY(describeKind(key))
         const hashed = this.#hash(key)

@@ -79,6 +79,18 @@ export interface ConsumeOptions {
   global?: boolean
 }
 
+/** Counters of the limiter, for dashboards and alerts. */
+export interface RateLimiterStats {
+  /** Buckets held by the memory store (undefined with Redis). */
+  readonly storeKeys: number | undefined
+  /** Live buckets the memory store evicted because it was full: each lost a caller's state (undefined with Redis). */
+  readonly evictedLive: number | undefined
+  /** Requests refused by the local deny cache without a store call. */
+  readonly denyCacheHits: number
+  /** Circuit breakers open or probing now (one per Redis server or Cluster node). */
+  readonly openBreakers: number
+}
+
 /** `fastify.rateLimiter`: the limiter outside HTTP (websockets, queues, admin tools, tests). */
 export interface RateLimiter {
   /** Charge `cost` units to `key` against every limit, atomically; nothing is charged when refused. */
@@ -87,6 +99,8 @@ export interface RateLimiter {
   peek(key: string, limits: readonly LimitSpec[], options?: ConsumeOptions): Promise<RateLimitInfo>
   /** Forget every bucket of `key` (all routes, scopes and global limits this app knows). */
   reset(key: string): Promise<void>
+  /** Counters: memory store size and live evictions, deny-cache hits, open breakers. */
+  stats(): RateLimiterStats
 }
 
 declare module 'fastify' {

@@ -65,6 +65,7 @@ describe.runIf(hasRedis)('the breaker in front of a dead Redis', () => {
 
     for (let i = 0; i < 10; i++) expect((await app.inject('/p')).statusCode).toBe(503)
     expect(calls).toBe(3)
+    expect(app.rateLimiter.stats().openBreakers).toBe(1)
     await new Promise(resolve => setTimeout(resolve, 120))
     expect((await app.inject('/p')).statusCode).toBe(503)
     expect(calls).toBe(4) // the probe

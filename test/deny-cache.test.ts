@@ -88,6 +88,7 @@ describe.runIf(hasRedis)('the deny cache in front of Redis', () => {
     // refused locally: the store saw none of them (unless 100 ms passed and a unit arrived)
     expect(flood.filter(s => s === 429).length).toBeGreaterThan(0)
     expect(calls).toBeLessThanOrEqual(3 + flood.filter(s => s === 200).length + 1)
+    expect(app.rateLimiter.stats().denyCacheHits).toBeGreaterThanOrEqual(flood.filter(s => s === 429).length - 1)
     const refused = await app.inject('/p')
     expect(refused.headers['retry-after']).toBe('1')
     // the refused caller comes back after its wait and is admitted by the store

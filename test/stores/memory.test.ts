@@ -62,6 +62,13 @@ describe('memory store', () => {
     expect(store.decide(['a'], [D], [4_000_000], false).allowed).toBe(false)
   })
 
+  it('reports its size and live evictions through fastify.rateLimiter.stats()', async () => {
+    const app = await appWith(memoryCase, { store: { memory: { maxKeys: 2 } } })
+    app.get('/p', { config: { rateLimit: { limits: ['1/hour'] } } }, ok)
+    for (const remoteAddress of ['10.0.0.1', '10.0.0.2', '10.0.0.3']) await app.inject({ url: '/p', remoteAddress })
+    expect(app.rateLimiter.stats()).toEqual({ storeKeys: 2, evictedLive: 1, denyCacheHits: 0, openBreakers: 0 })
+  })
+
   it('follows the system clock by default, so fake timers drive it', async () => {
     vi.useFakeTimers({ toFake: ['Date'] })
     vi.setSystemTime(new Date('2026-01-01T00:00:00Z'))

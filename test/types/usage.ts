@@ -2,7 +2,7 @@
 // every `@ts-expect-error` line must really be an error (tsc fails on an unused one).
 import Fastify, { type FastifyContextConfig, type FastifyRequest } from 'fastify'
 import { Cluster, Redis } from 'ioredis'
-import gcra, { fastifyGcra, type RateLimitInfo, type RateLimiter, type RouteRateLimitConfig } from '../../lib/index.js'
+import gcra, { fastifyGcra, type RateLimitInfo, type RateLimiter, type RateLimiterStats, type RouteRateLimitConfig } from '../../lib/index.js'
 
 const app = Fastify()
 
@@ -41,6 +41,9 @@ const consumed: Promise<RateLimitInfo> = limiter.consume('user-1', ['10/minute']
 void consumed
 void limiter.peek('user-1', ['10/minute'])
 void limiter.reset('user-1')
+const stats: RateLimiterStats = limiter.stats()
+const evicted: number | undefined = stats.evictedLive
+void evicted
 
 const exempt: RouteRateLimitConfig = false
 void exempt
