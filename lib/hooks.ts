@@ -18,6 +18,8 @@ export const kCaller = Symbol('fastify-gcra.caller')
 interface Caller {
   readonly key: string
   readonly tier: string | null
+  /** The store failed this request once already (the check before the body). */
+  storeFailed: boolean
 }
 
 type WithCaller = FastifyRequest & { [kCaller]: Caller | null }
@@ -39,9 +41,12 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
   onRequest?: onRequestAsyncHookHandler
   preHandler?: preHandlerAsyncHookHandler
 } {
-  const decide = async (key: string, set: PolicySet, increments: readonly number[], charge: boolean): Promise<Outcome> => {
-    const pending = limiter.decide(key, set, increments, charge, plan.onStoreError)
-    return isThenable(pending) ? await pending : pending
+  const decide = async (caller: Caller, set: PolicySet, increments: readonly number[], charge: boolean): Promise<Outcome> => {
+    const pending = limiter.decide(caller.key, set, increments, charge, plan.onStoreError, caller.storeFailed)
+    const outcome = isThenable(pending) ? await pending : pending
+    // so that a body-cost route waits for a failing store once, not in each of its two hooks
+    if (outcome.degraded) caller.storeFailed = true
+    return outcome
   }
 
   /** Fields for a decision: all of them from the store; while degraded, only what stays true. */
@@ -60,7 +65,7 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
       const key = isThenable(pendingKey) ? await pendingKey : pendingKey
       const pendingTier = limiter.resolveTier(request)
       const tier = isThenable(pendingTier) ? await pendingTier : pendingTier
-      caller = { key, tier }
+      caller = { key, tier, storeFailed: false }
       req[kCaller] = caller
     }
     const set = limiter.setFor(plan, caller.tier)
@@ -78,7 +83,7 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
     }
     if (exceedsCapacity(set, increments)) {
       // not a rate-limit event, but still a limited response: read the state to report it
-      const state = await decide(caller.key, set, set.unitIncrements, false)
+      const state = await decide(caller, set, set.unitIncrements, false)
       if (state.reply !== undefined) {
         const info = { ...toInfo(set, state.reply, cost, set.unitIncrements, caller.tier, state.degraded), allowed: false, cost, retryAfterMs: Infinity }
         request.rateLimit = info
@@ -90,7 +95,7 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
       return false
     }
 
-    const outcome = await decide(caller.key, set, increments, charge)
+    const outcome = await decide(caller, set, increments, charge)
     if (outcome.reply === undefined) {
       if (plan.onStoreError === 'allow') return true
       sendStoreUnavailable(reply)

@@ -127,7 +127,7 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
 export const fastifyGcra = fp(plugin, { fastify: '5.x', name: 'fastify-gcra' })
 export default fastifyGcra
 
-export { FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_TIER, FST_GCRA_STORE_REPLY, FST_GCRA_STORE_TIMEOUT } from './errors.js'
+export { FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_TIER, FST_GCRA_STORE_REPLY, FST_GCRA_STORE_TIMEOUT, FST_GCRA_STORE_UNAVAILABLE } from './errors.js'
 export { ipIdentity, hashIdentity } from './identity.js'
 export { parseDuration, parseLimitString, type Limit, type LimitObject, type LimitSpec } from './limit.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'

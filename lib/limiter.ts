@@ -184,11 +184,13 @@ export class Limiter {
    * refusal still holds; otherwise the store, bounded by `storeTimeoutMs` and skipped while
    * the circuit is open; when that fails, the route's `onStoreError` applies.
    */
-  decide (hashedKey: string, set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): MaybePromise<Outcome> {
+  decide (hashedKey: string, set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy, storeFailed = false): MaybePromise<Outcome> {
     const head = `${this.#opts.prefix}:{${hashedKey}}:`
     const policies = set.policies
     const keys = new Array<string>(policies.length)
     for (let i = 0; i < policies.length; i++) keys[i] = head + policies[i]!.id
+    // this request already met a failing store (its check before the body): one wait is enough
+    if (storeFailed) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), keys, set, incrementsUs, charge, onStoreError)
     const denyCache = this.#denyCache
     if (denyCache !== undefined) {
       const refused = denyCache.check(hashedKey, set.id, set.capacitiesUs, incrementsUs)

@@ -229,6 +229,27 @@ describe('a store that fails or hangs', () => {
     // the third timeout in a row opens the breaker, and the outage is logged with its cause
     expect(app.logs.find(l => l.msg.includes('the store failed'))?.err?.code).toBe('FST_GCRA_STORE_TIMEOUT')
   })
+
+  it('lets a body-cost route wait for a hung Redis once, not in both of its hooks', async () => {
+    const client = new Redis({ port: await silentPort(), maxRetriesPerRequest: 0 })
+    const app = newApp()
+    app.addHook('onClose', async () => { client.disconnect(); server?.close() })
+    await app.register(gcra, { store: { redis: client }, storeTimeoutMs: 300, onStoreError: 'allow' })
+    app.post('/b', { config: { rateLimit: { limits: ['10/minute'], cost: (req) => (req.body as { n: number }).n } } }, async (req) => ({ rl: req.rateLimit }))
+    await app.ready()
+    const named = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+    const original = named.fastifyGcraDecideV1!.bind(client)
+    let calls = 0
+    named.fastifyGcraDecideV1 = (...args: unknown[]) => { calls++; return original(...args) }
+    const started = Date.now()
+    const r = await app.inject({ method: 'POST', url: '/b', payload: { n: 2 } })
+    expect(r.statusCode).toBe(200)
+    // the check before the body timed out; the charge in preHandler did not ask the store again
+    expect(calls).toBe(1)
+    expect(Date.now() - started).toBeLessThan(2000)
+    // served under 'allow' without a decision: nothing to tell the handler
+    expect(r.json()).toEqual({ rl: null })
+  })
 })
 
 describe('onStoreError: \'local\' while the store is down', () => {
