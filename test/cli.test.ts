@@ -1,7 +1,7 @@
 // `fastify-gcra probe` as a person runs it: the built CLI in a child process.
 import { spawn } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
-import { memoryCase } from './helpers/app.js'
+import { memoryCase, storeCases } from './helpers/app.js'
 import { freePort } from './setup/redis.js'
 import { FLOWER, startDemo } from './helpers/demo.js'
 
@@ -19,16 +19,18 @@ function cli (args: string[], { interruptAfterMs }: { interruptAfterMs?: number 
   })
 }
 
-describe('fastify-gcra probe', () => {
+describe.each(storeCases)('fastify-gcra probe against the $name store', (store) => {
   it('prints the summary as JSON for scripts', async () => {
-    const { url } = await startDemo(memoryCase, { inference: ['10/minute'], global: ['1000/hour'] })
+    const { url } = await startDemo(store, { inference: ['10/minute'], global: ['1000/hour'] })
     const r = await cli(['probe', `${url}/predict`, '-n', '13', '-c', '3', '--data', JSON.stringify(FLOWER), '-H', 'x-api-key: demo-free-key', '--json'])
     expect(r.code).toBe(0)
     const s = JSON.parse(r.stdout)
     expect(s).toMatchObject({ method: 'POST', sent: 13, admitted: 10, refused: 3, statuses: { 200: 10, 429: 3 } })
     expect(s.retryAfterSeconds.count).toBe(3)
   })
+})
 
+describe('fastify-gcra probe', () => {
   it('prints a table by default', async () => {
     const { url } = await startDemo(memoryCase, { inference: ['3/minute'], global: ['1000/hour'] })
     const r = await cli(['probe', `${url}/predict`, '-n', '5', '--data', JSON.stringify(FLOWER)])

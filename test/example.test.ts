@@ -60,3 +60,30 @@ describe.runIf(hasRedis)('example ML API instances on one Redis', () => {
   })
 })
 
+describe('npm run demo\'s server process', () => {
+  it('says where it listens and which keys to try, serves, and closes cleanly on SIGTERM', async () => {
+    const { spawn } = await import('node:child_process')
+    const child = spawn(process.execPath, ['bench/ml-api/server.js'], { env: { ...process.env, PORT: '0', REDIS_URL: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => { out += d })
+    const kill = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    try {
+      const deadline = Date.now() + 15_000
+      while (!/listening on (http:\/\/\S+)/.test(out) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
+      const base = /listening on (http:\/\/\S+)/.exec(out)![1]!
+      expect(out).toContain('demo-free-key  (free)')
+      expect(out).toContain('demo-premium-key  (premium)')
+      const r = await fetch(`${base}/predict`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': 'demo-premium-key' }, body: JSON.stringify({ input: [5.1, 3.5, 1.4, 0.2] }) })
+      expect(r.status).toBe(200)
+      expect(r.headers.get('ratelimit-policy')).toContain('"20/minute";q=100;w=60')
+      const exited = new Promise<number | null>(resolve => child.once('exit', code => resolve(code)))
+      child.kill('SIGTERM')
+      expect(await exited).toBe(0)
+      expect(out).toContain('SIGTERM: closed cleanly')
+    } finally {
+      clearTimeout(kill)
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    }
+  }, 30_000)
+})
+
