@@ -3,12 +3,12 @@
  * turn away an empty bucket in `onRequest` and charge in `preHandler`, after parsing and
  * validation.
  */
-import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, preHandlerHookHandler } from 'fastify'
 import { FST_GCRA_INVALID_COST, describeKind } from './errors.js'
 import { incrementUs } from './gcra.js'
 import { isThenable, toInfo, type Limiter, type Outcome, type RoutePlan } from './limiter.js'
 import type { RateLimitInfo } from './types.js'
-import type { NormalisedOptions } from './options.js'
+import type { MaybePromise, NormalisedOptions } from './options.js'
 import { exceedsCapacity, type PolicySet } from './policy.js'
 import { sendCostTooLarge, sendStoreUnavailable, sendTooManyRequests, setPolicyHeader, setRateLimitHeaders } from './response.js'
 
@@ -37,86 +37,100 @@ async function costOf (plan: RoutePlan, request: FastifyRequest): Promise<number
   return value
 }
 
-export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: RoutePlan): {
-  onRequest?: onRequestAsyncHookHandler
-  preHandler?: preHandlerAsyncHookHandler
-} {
-  const decide = async (caller: Caller, set: PolicySet, increments: readonly number[], charge: boolean): Promise<Outcome> => {
-    const pending = limiter.decide(caller.key, set, increments, charge, plan.onStoreError, caller.storeFailed)
-    const outcome = isThenable(pending) ? await pending : pending
-    // so that a body-cost route waits for a failing store once, not in each of its two hooks
-    if (outcome.degraded) caller.storeFailed = true
-    return outcome
-  }
+/** A hook step's result: go on (true) or answered (false), now or later. */
+type Step = boolean | Promise<boolean>
 
+/** `next(value)`, at once when `value` is not a promise: the memory store's path stays synchronous. */
+function then<T> (value: T | PromiseLike<T>, next: (value: T) => Step): Step {
+  return isThenable(value) ? Promise.resolve(value).then(next) : next(value as T)
+}
+
+export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: RoutePlan): {
+  onRequest?: onRequestHookHandler
+  preHandler?: preHandlerHookHandler
+} {
   /** Fields for a decision: all of them from the store; while degraded, only what stays true. */
   const fields = (reply: FastifyReply, set: PolicySet, info: RateLimitInfo): void => {
     if (info.degraded) setPolicyHeader(reply, options.headers, set)
     else setRateLimitHeaders(reply, options.headers, set, info)
   }
 
+  const decide = (caller: Caller, set: PolicySet, increments: readonly number[], charge: boolean): MaybePromise<Outcome> =>
+    limiter.decide(caller.key, set, increments, charge, plan.onStoreError, caller.storeFailed)
+
   /** Returns false when the request has been answered. `charge` false: the early check of a body-cost route. */
-  async function limit (request: FastifyRequest, reply: FastifyReply, charge: boolean): Promise<boolean> {
+  function limit (request: FastifyRequest, reply: FastifyReply, charge: boolean): Step {
     const req = request as WithCaller
-    let caller = req[kCaller]
-    if (caller === null) {
-      // one after the other: a second pending promise would reject unobserved if the first threw
-      const pendingKey = limiter.resolveKey(request)
-      const key = isThenable(pendingKey) ? await pendingKey : pendingKey
-      const pendingTier = limiter.resolveTier(request)
-      const tier = isThenable(pendingTier) ? await pendingTier : pendingTier
-      caller = { key, tier, storeFailed: false }
+    const known = req[kCaller]
+    if (known !== null) return withCaller(request, reply, charge, known)
+    // one after the other: a second pending promise would reject unobserved if the first threw
+    return then(limiter.resolveKey(request), key => then(limiter.resolveTier(request), (tier) => {
+      const caller: Caller = { key, tier, storeFailed: false }
       req[kCaller] = caller
-    }
+      return withCaller(request, reply, charge, caller)
+    }))
+  }
+
+  function withCaller (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller): Step {
     const set = limiter.setFor(plan, caller.tier)
-    let cost = 1
-    let increments = set.unitIncrements
     if (!charge) {
       // a cost of 1 that can never fit is the charge's 413 to give, after the body is read
-      if (exceedsCapacity(set, increments)) return true
-    } else if (typeof plan.cost === 'number') {
-      cost = plan.cost
-      increments = set.fixedIncrements!
-    } else {
-      cost = await costOf(plan, request)
-      increments = set.policies.map(p => incrementUs(cost, p.intervalUs))
+      if (exceedsCapacity(set, set.unitIncrements)) return true
+      return withCost(request, reply, false, caller, set, 1, set.unitIncrements)
     }
+    if (typeof plan.cost === 'number') return withCost(request, reply, true, caller, set, plan.cost, set.fixedIncrements!)
+    return costOf(plan, request).then(cost => withCost(request, reply, true, caller, set, cost, set.policies.map(p => incrementUs(cost, p.intervalUs))))
+  }
+
+  function withCost (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller, set: PolicySet, cost: number, increments: readonly number[]): Step {
     if (exceedsCapacity(set, increments)) {
       // not a rate-limit event, but still a limited response: read the state to report it
-      const state = await decide(caller, set, set.unitIncrements, false)
-      if (state.reply !== undefined) {
-        const info = { ...toInfo(set, state.reply, cost, set.unitIncrements, caller.tier, state.degraded), allowed: false, cost, retryAfterMs: Infinity }
-        request.rateLimit = info
-        fields(reply, set, info)
-      } else {
-        setPolicyHeader(reply, options.headers, set)
+      return then(decide(caller, set, set.unitIncrements, false), (state) => {
+        if (state.degraded) caller.storeFailed = true
+        if (state.reply !== undefined) {
+          const info = { ...toInfo(set, state.reply, cost, set.unitIncrements, caller.tier, state.degraded), allowed: false, cost, retryAfterMs: Infinity }
+          request.rateLimit = info
+          fields(reply, set, info)
+        } else {
+          setPolicyHeader(reply, options.headers, set)
+        }
+        sendCostTooLarge(reply, set, cost, caller.tier !== null && plan.tiers.has(caller.tier) ? caller.tier : null)
+        return false
+      })
+    }
+    return then(decide(caller, set, increments, charge), (outcome) => {
+      // so that a body-cost route waits for a failing store once, not in each of its two hooks
+      if (outcome.degraded) caller.storeFailed = true
+      if (outcome.reply === undefined) {
+        if (plan.onStoreError === 'allow') return true
+        sendStoreUnavailable(reply)
+        return false
       }
-      sendCostTooLarge(reply, set, cost, caller.tier !== null && plan.tiers.has(caller.tier) ? caller.tier : null)
+      if (!charge && outcome.reply.allowed) return true
+      const info = toInfo(set, outcome.reply, cost, increments, caller.tier, outcome.degraded)
+      request.rateLimit = info
+      fields(reply, set, info)
+      if (info.allowed) return true
+      sendTooManyRequests(request, reply, options, info, !charge)
       return false
+    })
+  }
+
+  // Callback-style hooks: a decision that needs no I/O (the memory store) goes on at once,
+  // without a promise. An answered request never calls `done`: Fastify stops there.
+  const hook = (charge: boolean) => function (this: unknown, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    let step: Step
+    try {
+      step = limit(request, reply, charge)
+    } catch (error) {
+      done(error as Error)
+      return
     }
-
-    const outcome = await decide(caller, set, increments, charge)
-    if (outcome.reply === undefined) {
-      if (plan.onStoreError === 'allow') return true
-      sendStoreUnavailable(reply)
-      return false
-    }
-    if (!charge && outcome.reply.allowed) return true
-
-    const info = toInfo(set, outcome.reply, cost, increments, caller.tier, outcome.degraded)
-    request.rateLimit = info
-    fields(reply, set, info)
-    if (info.allowed) return true
-    sendTooManyRequests(request, reply, options, info, !charge)
-    return false
+    if (step === true) done()
+    else if (step !== false) step.then((go) => { if (go) done() }, (error: unknown) => done(error as Error))
   }
-
-  const charging = async function (this: unknown, request: FastifyRequest, reply: FastifyReply) {
-    if (!(await limit(request, reply, true))) return reply
-  }
-  const checking = async function (this: unknown, request: FastifyRequest, reply: FastifyReply) {
-    if (!(await limit(request, reply, false))) return reply
-  }
+  const charging = hook(true)
+  const checking = hook(false)
 
   if (options.hook === 'preHandler') return { preHandler: charging }
   if (typeof plan.cost === 'number') return { onRequest: charging }
