@@ -185,17 +185,15 @@ export class Limiter {
    * the circuit is open; when that fails, the route's `onStoreError` applies.
    */
   decide (hashedKey: string, set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy, storeFailed = false): MaybePromise<Outcome> {
-    const head = `${this.#opts.prefix}:{${hashedKey}}:`
-    const policies = set.policies
-    const keys = new Array<string>(policies.length)
-    for (let i = 0; i < policies.length; i++) keys[i] = head + policies[i]!.id
     // this request already met a failing store (its check before the body): one wait is enough
-    if (storeFailed) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), keys, set, incrementsUs, charge, onStoreError)
+    if (storeFailed) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), this.#keys(hashedKey, set), set, incrementsUs, charge, onStoreError)
     const denyCache = this.#denyCache
     if (denyCache !== undefined) {
+      // a refused caller's flood is answered here, before any key is built
       const refused = denyCache.check(hashedKey, set.id, set.capacitiesUs, incrementsUs)
       if (refused !== undefined) return { reply: refused, degraded: false }
     }
+    const keys = this.#keys(hashedKey, set)
     const guard = this.#breakerFor(hashedKey)
     const turn = guard === undefined ? 'call' : guard.breaker.allow()
     if (turn === false) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), keys, set, incrementsUs, charge, onStoreError)
@@ -219,6 +217,15 @@ export class Limiter {
       },
       (error: unknown) => this.#failed(error, guard, turn === 'probe', keys, set, incrementsUs, charge, onStoreError),
     )
+  }
+
+  /** The store keys of one caller's buckets of a policy set. */
+  #keys (hashedKey: string, set: PolicySet): string[] {
+    const head = `${this.#opts.prefix}:{${hashedKey}}:`
+    const policies = set.policies
+    const keys = new Array<string>(policies.length)
+    for (let i = 0; i < policies.length; i++) keys[i] = head + policies[i]!.id
+    return keys
   }
 
   #failed (error: unknown, guard: { shard: string, breaker: Breaker } | undefined, probe: boolean, keys: string[], set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): Outcome {

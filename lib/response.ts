@@ -38,10 +38,8 @@ export function setPolicyHeader (reply: FastifyReply, mode: NormalisedOptions['h
 
 export function setRateLimitHeaders (reply: FastifyReply, mode: NormalisedOptions['headers'], set: PolicySet, info: RateLimitInfo): void {
   if (mode === false || info.policies.length === 0) return
-  if (mode !== 'legacy') {
-    reply.header('ratelimit-policy', set.policyField)
-    reply.header('ratelimit', rateLimitField(info))
-  }
+  setPolicyHeader(reply, mode, set)
+  if (mode !== 'legacy') reply.header('ratelimit', rateLimitField(info))
   if (mode !== 'draft') {
     const p = mostRestrictive(info)
     reply.header('x-ratelimit-limit', Math.floor(p.quota))
