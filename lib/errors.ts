@@ -77,3 +77,18 @@ export function describe (value: unknown): string {
   }
   return text.length > 80 ? `${text.slice(0, 77)}...` : text
 }
+
+/** A `scale` function returned something that is not a number. */
+export const FST_GCRA_INVALID_SCALE = createError<[string, string]>(
+  'FST_GCRA_INVALID_SCALE',
+  'fastify-gcra: %s must return a number in (0, 1], got %s',
+  500,
+)
+
+/** `reply.rateLimit.settle()` was given something that is not a finite number >= 0, or called twice. */
+export const FST_GCRA_INVALID_SETTLE = createError<[string]>(
+  'FST_GCRA_INVALID_SETTLE',
+  'fastify-gcra: settle(actual): %s',
+  500,
+  TypeError,
+)

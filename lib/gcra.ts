@@ -100,3 +100,14 @@ export function nextUnitUs (tatUs: number, nowUs: number, bucket: Bucket): numbe
 export function maxCost (bucket: Bucket): number {
   return bucket.capacityUs / bucket.intervalUs
 }
+
+/**
+ * Settle a charge: move a bucket's TAT by `deltaUs` (negative: a refund) from where a
+ * decision would start (`startTat`). Returns the new TAT, at most now + D: a bucket is never
+ * more than empty, so an overrun beyond an empty bucket is not carried over. A TAT at or
+ * before `nowUs` is a full bucket (nothing to store).
+ */
+export function adjustTat (stored: number | undefined | null, nowUs: number, capacityUs: number, deltaUs: number): number {
+  const tat = startTat(stored, nowUs, capacityUs) + deltaUs
+  return tat > nowUs + capacityUs ? nowUs + capacityUs : tat
+}

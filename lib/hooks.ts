@@ -1,28 +1,110 @@
 /**
- * The route hooks: charge fixed costs in `onRequest`; for costs computed from the body,
- * turn away an empty bucket in `onRequest` and charge in `preHandler`, after parsing and
- * validation.
+ * The route hooks: take concurrency slots and charge fixed costs in `onRequest`; for
+ * costs computed from the body, turn away an empty bucket in `onRequest` and charge in
+ * `preHandler`, after parsing and validation; give slots back when the response closes;
+ * settle estimated costs after the handler.
  */
-import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, preHandlerHookHandler } from 'fastify'
-import { FST_GCRA_INVALID_COST, describeKind } from './errors.js'
+import type {
+  FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, onResponseHookHandler, preHandlerHookHandler,
+} from 'fastify'
+import { FST_GCRA_INVALID_COST, FST_GCRA_INVALID_SETTLE, describeKind } from './errors.js'
 import { incrementUs } from './gcra.js'
-import { isThenable, toInfo, type Limiter, type Outcome, type RoutePlan } from './limiter.js'
-import type { RateLimitInfo } from './types.js'
+import { andThen, isThenable, toInfo, type HeldSlots, type Limiter, type Outcome, type RoutePlan, type SlotOutcome } from './limiter.js'
+import type { RateLimitInfo, RateLimitSettlement } from './types.js'
 import type { MaybePromise, NormalisedOptions } from './options.js'
 import { exceedsCapacity, type PolicySet } from './policy.js'
-import { sendCostTooLarge, sendStoreUnavailable, sendTooManyRequests, setPolicyHeader, setRateLimitHeaders } from './response.js'
+import {
+  concurrencyInfo, sendCostTooLarge, sendRouteBusy, sendStoreUnavailable, sendTooManyRequests, setConcurrencyHeaders,
+  setPolicyHeader, setRateLimitHeaders,
+} from './response.js'
 
-/** Where a request's resolved identity is kept between its onRequest and preHandler. */
+/** Where a request's resolved identity is kept between its hooks. */
 export const kCaller = Symbol('fastify-gcra.caller')
 
-interface Caller {
+/** One request's caller and what the limiter did for it. */
+class Caller {
   readonly key: string
   readonly tier: string | null
+  readonly limiter: Limiter
+  readonly plan: RoutePlan
+  /** The scale of admitted rates for this request, in hundredths. */
+  readonly hundredths: number
   /** The store failed this request once already (the check before the body). */
-  storeFailed: boolean
+  storeFailed = false
+  /** Slots were asked for (once per request); those it holds. */
+  slotsAsked = false
+  slots: HeldSlots | undefined = undefined
+  /** The response closed: slots that arrive later go straight back. */
+  closed = false
+  /** What was charged, for `settle`: the set, its increments, the cost, and whether locally. */
+  chargedSet: PolicySet | null = null
+  chargedIncrements: readonly number[] = []
+  chargedCost = 0
+  chargedLocally = false
+  settled = false
+  settlement: Settlement | undefined = undefined
+
+  constructor (key: string, tier: string | null, limiter: Limiter, plan: RoutePlan, hundredths: number) {
+    this.key = key
+    this.tier = tier
+    this.limiter = limiter
+    this.plan = plan
+    this.hundredths = hundredths
+  }
 }
 
 type WithCaller = FastifyRequest & { [kCaller]: Caller | null }
+
+/** `reply.rateLimit`: settle a request's estimated charge at its actual cost. */
+class Settlement implements RateLimitSettlement {
+  readonly #caller: Caller
+  readonly #request: FastifyRequest
+
+  constructor (caller: Caller, request: FastifyRequest) {
+    this.#caller = caller
+    this.#request = request
+  }
+
+  get charged (): number {
+    return this.#caller.chargedSet === null ? 0 : this.#caller.chargedCost
+  }
+
+  get settled (): boolean {
+    return this.#caller.settled
+  }
+
+  settle (actual: number): Promise<RateLimitInfo | null> {
+    const caller = this.#caller
+    if (typeof actual !== 'number' || !Number.isFinite(actual) || actual < 0) {
+      throw new FST_GCRA_INVALID_SETTLE(`expected a finite number >= 0, got ${describeKind(actual)}`)
+    }
+    if (caller.settled) throw new FST_GCRA_INVALID_SETTLE('this request was settled already')
+    caller.settled = true
+    const set = caller.chargedSet
+    if (set === null) return Promise.resolve(null)
+    let pending: ReturnType<Limiter['settle']>
+    try {
+      pending = caller.limiter.settle(caller.key, set, caller.chargedIncrements, actual, caller.chargedLocally)
+    } catch (error) {
+      this.#request.log.warn({ err: error }, 'fastify-gcra: could not settle the cost of a request; its estimate stands')
+      return Promise.resolve(null)
+    }
+    return Promise.resolve(pending).then(
+      reply => reply === undefined ? null : toInfo(set, reply, actual, set.unitIncrements, caller.tier, caller.chargedLocally),
+      (error: unknown) => {
+        this.#request.log.warn({ err: error }, 'fastify-gcra: could not settle the cost of a request; its estimate stands')
+        return null
+      },
+    )
+  }
+}
+
+/** `reply.rateLimit`: the request's settlement on a limited route, else null. */
+export function settlementOf (reply: FastifyReply): RateLimitSettlement | null {
+  const caller = (reply.request as WithCaller)[kCaller]
+  if (caller === null || caller === undefined) return null
+  return caller.settlement ??= new Settlement(caller, reply.request)
+}
 
 async function costOf (plan: RoutePlan, request: FastifyRequest): Promise<number> {
   let value: unknown
@@ -40,19 +122,21 @@ async function costOf (plan: RoutePlan, request: FastifyRequest): Promise<number
 /** A hook step's result: go on (true) or answered (false), now or later. */
 type Step = boolean | Promise<boolean>
 
-/** `next(value)`, at once when `value` is not a promise: the memory store's path stays synchronous. */
-function then<T> (value: T | PromiseLike<T>, next: (value: T) => Step): Step {
-  return isThenable(value) ? Promise.resolve(value).then(next) : next(value as T)
-}
-
 export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: RoutePlan): {
   onRequest?: onRequestHookHandler
   preHandler?: preHandlerHookHandler
+  onResponse?: onResponseHookHandler
 } {
   /** Fields for a decision: all of them from the store; while degraded, only what stays true. */
-  const fields = (reply: FastifyReply, set: PolicySet, info: RateLimitInfo): void => {
+  const fields = (reply: FastifyReply, set: PolicySet, info: RateLimitInfo, caller: Caller): void => {
     if (info.degraded) setPolicyHeader(reply, options.headers, set)
     else setRateLimitHeaders(reply, options.headers, set, info)
+    slotFields(reply, caller)
+  }
+
+  const slotFields = (reply: FastifyReply, caller: Caller): void => {
+    const slots = caller.slots
+    if (slots !== undefined && slots.limit > 0) setConcurrencyHeaders(reply, options.headers, slots.limit, slots.remaining)
   }
 
   const decide = (caller: Caller, set: PolicySet, increments: readonly number[], charge: boolean): MaybePromise<Outcome> =>
@@ -64,33 +148,77 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
     const known = req[kCaller]
     if (known !== null) return withCaller(request, reply, charge, known)
     // one after the other: a second pending promise would reject unobserved if the first threw
-    return then(limiter.resolveKey(request), key => then(limiter.resolveTier(request), (tier) => {
-      const caller: Caller = { key, tier, storeFailed: false }
+    return andThen(limiter.resolveKey(request), key => andThen(limiter.resolveTier(request), (tier) => {
+      const hundredths = limiter.scaling(plan) ? limiter.scaleOf(plan, request) : 100
+      const caller = new Caller(key, tier, limiter, plan, hundredths)
       req[kCaller] = caller
       return withCaller(request, reply, charge, caller)
     }))
   }
 
   function withCaller (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller): Step {
-    const set = limiter.setFor(plan, caller.tier)
+    if (plan.concurrency !== undefined && !caller.slotsAsked) {
+      caller.slotsAsked = true
+      // whatever ends the response (sent, aborted, timed out, an error) gives the slots back
+      reply.raw.once('close', () => {
+        caller.closed = true
+        limiter.release(caller.slots)
+      })
+      return andThen(limiter.acquire(caller.key, plan.concurrency, caller.tier, plan.onStoreError), (slots) => withSlots(request, reply, charge, caller, slots))
+    }
+    return rate(request, reply, charge, caller)
+  }
+
+  function withSlots (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller, outcome: SlotOutcome): Step {
+    if (outcome.refused === undefined) {
+      caller.slots = outcome.held
+      // the response closed while the slots were being taken
+      if (caller.closed) {
+        limiter.release(outcome.held)
+        return false
+      }
+      return rate(request, reply, charge, caller)
+    }
+    if (outcome.refused === 'store') {
+      sendStoreUnavailable(reply)
+    } else if (outcome.refused === 'route') {
+      sendRouteBusy(reply, outcome.limit)
+    } else {
+      const info = concurrencyInfo(outcome.limit, caller.tier)
+      request.rateLimit = info
+      setConcurrencyHeaders(reply, options.headers, outcome.limit, 0)
+      sendTooManyRequests(request, reply, options, info, !charge, 'concurrency')
+    }
+    return false
+  }
+
+  function rate (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller): Step {
+    const set = limiter.setAt(plan, caller.tier, caller.hundredths)
+    if (set.policies.length === 0) {
+      // a route with a concurrency limit only
+      if (charge) slotFields(reply, caller)
+      return true
+    }
     if (!charge) {
       // a cost of 1 that can never fit is the charge's 413 to give, after the body is read
       if (exceedsCapacity(set, set.unitIncrements)) return true
       return withCost(request, reply, false, caller, set, 1, set.unitIncrements)
     }
-    if (typeof plan.cost === 'number') return withCost(request, reply, true, caller, set, plan.cost, set.fixedIncrements!)
+    if (typeof plan.cost === 'number') {
+      return withCost(request, reply, true, caller, set, plan.cost, set.fixedIncrements ?? set.policies.map(p => incrementUs(plan.cost as number, p.intervalUs)))
+    }
     return costOf(plan, request).then(cost => withCost(request, reply, true, caller, set, cost, set.policies.map(p => incrementUs(cost, p.intervalUs))))
   }
 
   function withCost (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller, set: PolicySet, cost: number, increments: readonly number[]): Step {
     if (exceedsCapacity(set, increments)) {
       // not a rate-limit event, but still a limited response: read the state to report it
-      return then(decide(caller, set, set.unitIncrements, false), (state) => {
+      return andThen(decide(caller, set, set.unitIncrements, false), (state) => {
         if (state.degraded) caller.storeFailed = true
         if (state.reply !== undefined) {
           const info = { ...toInfo(set, state.reply, cost, set.unitIncrements, caller.tier, state.degraded), allowed: false, cost, retryAfterMs: Infinity }
           request.rateLimit = info
-          fields(reply, set, info)
+          fields(reply, set, info, caller)
         } else {
           setPolicyHeader(reply, options.headers, set)
         }
@@ -98,19 +226,28 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
         return false
       })
     }
-    return then(decide(caller, set, increments, charge), (outcome) => {
+    return andThen(decide(caller, set, increments, charge), (outcome) => {
       // so that a body-cost route waits for a failing store once, not in each of its two hooks
       if (outcome.degraded) caller.storeFailed = true
       if (outcome.reply === undefined) {
-        if (plan.onStoreError === 'allow') return true
+        if (plan.onStoreError === 'allow') {
+          if (charge) slotFields(reply, caller)
+          return true
+        }
         sendStoreUnavailable(reply)
         return false
       }
       if (!charge && outcome.reply.allowed) return true
       const info = toInfo(set, outcome.reply, cost, increments, caller.tier, outcome.degraded)
       request.rateLimit = info
-      fields(reply, set, info)
-      if (info.allowed) return true
+      fields(reply, set, info, caller)
+      if (info.allowed) {
+        caller.chargedSet = set
+        caller.chargedIncrements = increments
+        caller.chargedCost = cost
+        caller.chargedLocally = outcome.degraded
+        return true
+      }
       sendTooManyRequests(request, reply, options, info, !charge)
       return false
     })
@@ -132,7 +269,22 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
   const charging = hook(true)
   const checking = hook(false)
 
-  if (options.hook === 'preHandler') return { preHandler: charging }
-  if (typeof plan.cost === 'number') return { onRequest: charging }
-  return { onRequest: checking, preHandler: charging }
+  // the route's settle option: after the response, unless the handler settled already
+  const settleHook: onResponseHookHandler | undefined = plan.settle === undefined
+    ? undefined
+    : async function (request, reply) {
+      const caller = (request as WithCaller)[kCaller]
+      if (caller === null || caller.settled || caller.chargedSet === null) return
+      try {
+        const actual = await plan.settle!(request, reply)
+        await settlementOf(reply)!.settle(actual)
+      } catch (error) {
+        request.log.error({ err: error }, `fastify-gcra: the settle option of ${plan.label} failed; the estimated cost stands`)
+      }
+    }
+
+  const hooks = options.hook === 'preHandler'
+    ? { preHandler: charging }
+    : typeof plan.cost === 'number' ? { onRequest: charging } : { onRequest: checking, preHandler: charging }
+  return settleHook === undefined ? hooks : { ...hooks, onResponse: settleHook }
 }

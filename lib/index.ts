@@ -2,9 +2,10 @@
  * fastify-gcra: GCRA rate limits from route config, in memory or in Redis.
  * The entry stays thin: options, decorators, the onRoute hook and wiring.
  */
-import type { FastifyInstance, FastifyPluginAsync, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, RouteOptions } from 'fastify'
+import { FST_GCRA_INVALID_OPTION } from './errors.js'
 import fp from 'fastify-plugin'
-import { kCaller, routeHooks } from './hooks.js'
+import { kCaller, routeHooks, settlementOf } from './hooks.js'
 import { Limiter } from './limiter.js'
 import { normaliseOptions, normaliseRouteConfig, type FastifyGcraOptions, type NormalisedOptions } from './options.js'
 import { namedScope, routeScope } from './policy.js'
@@ -54,7 +55,19 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
   fastify.decorateRequest('rateLimitKey', null)
   fastify.decorateRequest('rateLimitTier', null)
   fastify.decorateRequest(kCaller, null)
+  fastify.decorateReply('rateLimit', { getter (this: FastifyReply) { return settlementOf(this) } })
   fastify.decorate('rateLimiter', limiter.api())
+
+  if (options.pressureScale !== undefined) {
+    // @fastify/under-pressure decorates the instance; it may be registered after this plugin
+    fastify.addHook('onReady', async () => {
+      const check = (fastify as FastifyInstance & { isUnderPressure?: () => boolean }).isUnderPressure
+      if (typeof check !== 'function') {
+        throw new FST_GCRA_INVALID_OPTION('options.pressureScale', '@fastify/under-pressure registered on this instance (fastify.isUnderPressure)', 'no isUnderPressure decorator')
+      }
+      limiter.usePressure(() => check.call(fastify))
+    })
+  }
 
   // The HEAD route Fastify adds for a GET route is a copy of its options, handler included;
   // it shares the GET route's buckets. handler → place → scope id of the GET route.
@@ -83,10 +96,15 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
         getScopes.set(route.handler, places)
       }
     }
-    const plan = limiter.plan(label, scopeId, limits, settings?.tiers ?? new Map(), settings?.cost ?? 1, true, where, false, settings?.onStoreError ?? options.onStoreError)
+    const plan = limiter.plan(label, scopeId, limits, settings?.tiers ?? new Map(), settings?.cost ?? 1, true, where, false, settings?.onStoreError ?? options.onStoreError, {
+      concurrency: settings?.concurrency,
+      settle: settings?.settle,
+      scale: settings?.scale,
+    })
     const hooks = routeHooks(limiter, options, plan)
     if (hooks.onRequest !== undefined) route.onRequest = appendHook(route.onRequest as HookList, hooks.onRequest) as RouteOptions['onRequest']
     if (hooks.preHandler !== undefined) route.preHandler = appendHook(route.preHandler, hooks.preHandler) as RouteOptions['preHandler']
+    if (hooks.onResponse !== undefined) route.onResponse = appendHook(route.onResponse, hooks.onResponse) as RouteOptions['onResponse']
   })
 
   if (store instanceof RedisStore) {
@@ -119,6 +137,7 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
   }
 
   fastify.addHook('onClose', async () => {
+    limiter.stop()
     await store.close()
   })
 }
@@ -127,11 +146,14 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
 export const fastifyGcra = fp(plugin, { fastify: '5.x', name: 'fastify-gcra' })
 export default fastifyGcra
 
-export { FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_TIER, FST_GCRA_STORE_REPLY, FST_GCRA_STORE_TIMEOUT, FST_GCRA_STORE_UNAVAILABLE } from './errors.js'
+export {
+  FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_SCALE, FST_GCRA_INVALID_SETTLE, FST_GCRA_INVALID_TIER,
+  FST_GCRA_STORE_REPLY, FST_GCRA_STORE_TIMEOUT, FST_GCRA_STORE_UNAVAILABLE,
+} from './errors.js'
 export { ipIdentity, hashIdentity } from './identity.js'
 export { parseDuration, parseLimitString, type Limit, type LimitObject, type LimitSpec } from './limit.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { RedisStore } from './stores/redis.js'
-export type { RateLimitStore, StoreReply } from './stores/store.js'
-export type { CostSetting, FastifyGcraOptions, RouteRateLimitConfig } from './options.js'
-export type { ConsumeOptions, PolicyState, RateLimitContext, RateLimitInfo, RateLimiter, RateLimiterStats } from './types.js'
+export type { RateLimitStore, SlotReply, StoreReply } from './stores/store.js'
+export type { ConcurrencySetting, CostSetting, FastifyGcraOptions, RouteRateLimitConfig, ScaleFunction, SettleFunction } from './options.js'
+export type { ConsumeOptions, PolicyState, RateLimitContext, RateLimitInfo, RateLimiter, RateLimiterStats, RateLimitSettlement } from './types.js'

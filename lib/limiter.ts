@@ -7,18 +7,22 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { Breaker } from './breaker.js'
 import { DenyCache, localClockUs } from './deny-cache.js'
 import {
-  FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_TIER,
+  FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_SCALE, FST_GCRA_INVALID_TIER,
   FST_GCRA_STORE_TIMEOUT, FST_GCRA_STORE_UNAVAILABLE, describeKind,
 } from './errors.js'
 import { MemoryStore } from './stores/memory.js'
 import { incrementUs, nextUnitUs, remainingUnits, waitUs } from './gcra.js'
-import { identityHasher, ipIdentity } from './identity.js'
+import { hashIdentity, identityHasher, ipIdentity } from './identity.js'
 import type { Limit, LimitSpec } from './limit.js'
-import { normaliseLimits, type CostSetting, type MaybePromise, type NormalisedOptions, type StoreErrorPolicy } from './options.js'
+import {
+  normaliseLimits, type ConcurrencySettings, type CostSetting, type MaybePromise, type NormalisedOptions,
+  type ScaleFunction, type SettleFunction, type StoreErrorPolicy,
+} from './options.js'
 import { buildPolicy, buildSet, exceedsCapacity, GLOBAL_SCOPE, namedScope, type Policy, type PolicySet } from './policy.js'
+import { randomBytes } from 'node:crypto'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { assertValid, LimitsSchema } from './schemas.js'
-import type { RateLimitStore, StoreReply } from './stores/store.js'
+import type { RateLimitStore, SlotReply, StoreReply } from './stores/store.js'
 import type { ConsumeOptions, PolicyState, RateLimitInfo, RateLimiter, RateLimiterStats } from './types.js'
 
 /** Everything one route (or one programmatic limit set) needs per request. */
@@ -31,7 +35,47 @@ export interface RoutePlan {
   readonly tiers: ReadonlyMap<string, PolicySet>
   /** What this route's requests get while the store fails. */
   readonly onStoreError: StoreErrorPolicy
+  /** The scope of the route's buckets (what `setScale` names). */
+  readonly scopeId: string
+  readonly concurrency: ConcurrencyPlan | undefined
+  readonly settle: SettleFunction | undefined
+  readonly scale: ScaleFunction | undefined
+  /** The set of a tier at a scale below 1 (in hundredths), built once and kept. */
+  scaled(tier: string | null, hundredths: number): PolicySet
 }
+
+/** A route's concurrency limits, ready for requests. */
+export interface ConcurrencyPlan {
+  /** Slots per caller without a (known) tier; undefined: only the route's capacity. */
+  readonly perCaller: number | undefined
+  /** Slots per caller of each configured tier. */
+  readonly tiers: ReadonlyMap<string, number>
+  /** Slots of the route for everyone. */
+  readonly route: number | undefined
+  /** Suffix of the caller slots' key; the route's key. */
+  readonly id: string
+  readonly routeKey: string
+}
+
+/** Slots a request holds, given back once. */
+export class HeldSlots {
+  store: RateLimitStore
+  readonly keys: string[] = []
+  readonly token: string
+  /** Slots per caller for this request's tier (0: none), and how many remained after it took one. */
+  limit = 0
+  remaining = 0
+  released = false
+  constructor (store: RateLimitStore, token: string) {
+    this.store = store
+    this.token = token
+  }
+}
+
+/** The answer to a request for slots. */
+export type SlotOutcome =
+  | { readonly held: HeldSlots | undefined, readonly refused?: undefined }
+  | { readonly held?: undefined, readonly refused: 'caller' | 'route' | 'store', readonly limit: number }
 
 /**
  * A decision (from the store, the local deny cache, or the local fallback while the
@@ -43,6 +87,11 @@ export type Outcome =
 
 export function isThenable<T> (value: MaybePromise<T> | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as PromiseLike<T> | null)?.then === 'function'
+}
+
+/** `next(value)`, at once when `value` is not a promise: the memory store's path stays synchronous. */
+export function andThen<T, R> (value: T | PromiseLike<T>, next: (value: T) => R | PromiseLike<R>): R | Promise<R> {
+  return isThenable(value) ? Promise.resolve(value).then(next) : next(value as T) as R | Promise<R>
 }
 
 const checkLimits = TypeCompiler.Compile(LimitsSchema)
@@ -74,6 +123,19 @@ export class Limiter {
    * admissions the store never saw, so a flapping store cannot start it afresh each time.
    */
   #fallback: MemoryStore | undefined
+  /** Scale set by `setScale`: for every route, and per route or scope id. */
+  #appScale = 1
+  readonly #scopeScales = new Map<string, number>()
+  /** Scope ids of the routes, by route label and by scope name (what `setScale` accepts). */
+  readonly #scaleTargets = new Map<string, string>()
+  readonly #invalidScales = new Set<string>()
+  /** Under-pressure's check, once the plugin found it (and `pressureScale` is set). */
+  #underPressure: (() => boolean) | undefined
+  /** Slots held in a remote store, renewed while their requests are in flight. */
+  readonly #held = new Set<HeldSlots>()
+  #renewal: NodeJS.Timeout | undefined
+  readonly #tokenHead = randomBytes(6).toString('hex')
+  #tokens = 0
 
   constructor (options: NormalisedOptions, store: RateLimitStore, log: FastifyBaseLogger) {
     this.#opts = options
@@ -99,7 +161,7 @@ export class Limiter {
    * Build the policy sets of one route or scope for every tier. Routes sharing a named
    * scope must declare the same limits, or they would not share their buckets.
    */
-  plan (label: string, scopeId: string, limits: readonly Limit[], routeTiers: ReadonlyMap<string, readonly Limit[]>, cost: CostSetting, withGlobal: boolean, where: string, programmatic = false, onStoreError: StoreErrorPolicy = this.#opts.onStoreError): RoutePlan {
+  plan (label: string, scopeId: string, limits: readonly Limit[], routeTiers: ReadonlyMap<string, readonly Limit[]>, cost: CostSetting, withGlobal: boolean, where: string, programmatic = false, onStoreError: StoreErrorPolicy = this.#opts.onStoreError, extra: { concurrency?: ConcurrencySettings, settle?: SettleFunction, scale?: ScaleFunction } = {}): RoutePlan {
     const signature = JSON.stringify([limits, [...routeTiers]])
     const known = programmatic ? undefined : this.#scopes.get(scopeId)
     if (known !== undefined && known !== signature) {
@@ -112,8 +174,8 @@ export class Limiter {
         ...own.map(l => buildPolicy(l, ownMultiplier, scopeId)),
         ...global.map(l => buildPolicy(l, globalMultiplier, GLOBAL_SCOPE)),
       ]
-      if (policies.length === 0) {
-        throw new FST_GCRA_INVALID_OPTION(where, 'at least one limit: the route\'s own, the plugin\'s limits or global', 'none')
+      if (policies.length === 0 && extra.concurrency === undefined) {
+        throw new FST_GCRA_INVALID_OPTION(where, 'at least one limit: the route\'s own, the plugin\'s limits or global (or a concurrency limit)', 'none')
       }
       const names = new Set<string>()
       for (const p of policies) {
@@ -131,8 +193,255 @@ export class Limiter {
     if (!programmatic) {
       this.#scopes.set(scopeId, signature)
       for (const set of [base, ...tiers.values()]) for (const p of set.policies) this.#routePolicyIds.add(p.id)
+      this.#scaleTargets.set(label, scopeId)
+      if (scopeId.startsWith('scope:')) this.#scaleTargets.set(scopeId.slice('scope:'.length), scopeId)
     }
-    return { label, cost, base, tiers, onStoreError }
+    // sets at a lower scale: the tier's multiplier times the scale, built on first use
+    const scaledSets = new Map<string, PolicySet>()
+    const scaled = (tier: string | null, hundredths: number): PolicySet => {
+      const known = tier !== null && this.#opts.tiers.has(tier) ? tier : null
+      const id = `${known ?? ''}\n${hundredths}`
+      let set = scaledSets.get(id)
+      if (set === undefined) {
+        const factor = hundredths / 100
+        const multiplier = known === null ? 1 : this.#opts.tiers.get(known)!
+        const override = known === null ? undefined : routeTiers.get(known)
+        set = override === undefined ? make(limits, multiplier * factor, multiplier * factor) : make(override, factor, multiplier * factor)
+        scaledSets.set(id, set)
+      }
+      return set
+    }
+    return {
+      label, cost, base, tiers, onStoreError, scopeId, scaled,
+      concurrency: extra.concurrency === undefined ? undefined : this.#concurrencyPlan(scopeId, extra.concurrency),
+      settle: extra.settle,
+      scale: extra.scale,
+    }
+  }
+
+  #concurrencyPlan (scopeId: string, settings: ConcurrencySettings): ConcurrencyPlan {
+    const tiers = new Map<string, number>()
+    for (const [name, multiplier] of this.#opts.tiers) {
+      const own = settings.tiers.get(name)
+      if (own !== undefined) tiers.set(name, own)
+      else if (settings.perCaller !== undefined) tiers.set(name, Math.max(1, Math.floor(settings.perCaller * multiplier)))
+    }
+    const id = hashIdentity(`${scopeId}\nconcurrency`).slice(0, 12)
+    return Object.freeze({ perCaller: settings.perCaller, tiers, route: settings.route, id, routeKey: `${this.#opts.prefix}:{${id}}:route` })
+  }
+
+  /** The scale of a request's admitted rates, in hundredths (100: unscaled). */
+  scaleOf (plan: RoutePlan, request: FastifyRequest): number {
+    let factor = this.#appScale
+    if (this.#scopeScales.size > 0) factor *= this.#scopeScales.get(plan.scopeId) ?? 1
+    const opts = this.#opts
+    if (opts.scale !== undefined) factor *= this.#checkScale(opts.scale(request), 'options.scale')
+    if (plan.scale !== undefined) factor *= this.#checkScale(plan.scale(request), `the scale of ${plan.label}`)
+    if (this.#underPressure !== undefined && this.#underPressure()) factor *= opts.pressureScale!
+    if (factor >= 1) return 100
+    return Math.max(1, Math.round(factor * 100))
+  }
+
+  /** Whether any scale can apply to this plan's requests (else `scaleOf` is always 100). */
+  scaling (plan: RoutePlan): boolean {
+    return this.#appScale !== 1 || this.#scopeScales.size > 0 || this.#opts.scale !== undefined || plan.scale !== undefined || this.#underPressure !== undefined
+  }
+
+  #checkScale (value: unknown, what: string): number {
+    if (typeof value !== 'number' || Number.isNaN(value)) throw new FST_GCRA_INVALID_SCALE(what, describeKind(value))
+    if (value > 0 && value <= 1) return value
+    // out of range: kept in (0, 1], with one warning per source
+    if (!this.#invalidScales.has(what)) {
+      this.#invalidScales.add(what)
+      this.#log.warn({ scale: value }, `fastify-gcra: ${what} returned a scale outside (0, 1]; using ${value > 1 ? 1 : 0.01}`)
+    }
+    return value > 1 ? 1 : 0.01
+  }
+
+  /** Apply `pressureScale` while `check` (under-pressure's `isUnderPressure`) says so. */
+  usePressure (check: () => boolean): void {
+    this.#underPressure = check
+  }
+
+  /** The set of a request: its tier's, at its scale (hundredths). */
+  setAt (plan: RoutePlan, tier: string | null, hundredths: number): PolicySet {
+    return hundredths === 100 ? this.setFor(plan, tier) : plan.scaled(tier, hundredths)
+  }
+
+  /** Per-caller slots of a tier on a route (undefined: no per-caller limit). */
+  slotsFor (plan: ConcurrencyPlan, tier: string | null): number | undefined {
+    if (tier === null) return plan.perCaller
+    return plan.tiers.get(tier) ?? plan.perCaller
+  }
+
+  /**
+   * Take a request's slots: the caller's on this route, then the route's. A refusal by
+   * the route gives the caller's slot back; nothing else is charged.
+   */
+  acquire (hashedKey: string, plan: ConcurrencyPlan, tier: string | null, onStoreError: StoreErrorPolicy): MaybePromise<SlotOutcome> {
+    const perCaller = this.slotsFor(plan, tier)
+    const held = new HeldSlots(this.store, `${this.#tokenHead}:${(this.#tokens++).toString(36)}`)
+    const routeStep = (): MaybePromise<SlotOutcome> => {
+      if (plan.route === undefined) return this.#hold(held)
+      return andThen(this.#slot(held, plan.routeKey, plan.route, onStoreError), (reply) => {
+        if (reply === 'store') return this.#refuseOrAllow(held, onStoreError)
+        if (!reply.acquired) {
+          this.release(held)
+          return { refused: 'route', limit: plan.route! }
+        }
+        return this.#hold(held)
+      })
+    }
+    if (perCaller === undefined) return routeStep()
+    held.limit = perCaller
+    const callerKey = `${this.#opts.prefix}:{${hashedKey}}:${plan.id}:slots`
+    return andThen(this.#slot(held, callerKey, perCaller, onStoreError), (reply) => {
+      if (reply === 'store') return this.#refuseOrAllow(held, onStoreError)
+      if (!reply.acquired) return { refused: 'caller', limit: perCaller }
+      held.remaining = Math.max(0, perCaller - reply.inFlight)
+      return routeStep()
+    })
+  }
+
+  /** One slot, from the store or (while it fails, under 'local') from this process. */
+  #slot (held: HeldSlots, key: string, limit: number, onStoreError: StoreErrorPolicy): MaybePromise<SlotReply | 'store'> {
+    const local = (): SlotReply | 'store' => {
+      if (onStoreError !== 'local') return 'store'
+      const fallback = this.#fallbackStore()
+      // a request holds all its slots in one store: not half in each
+      if (held.keys.length > 0 && held.store !== fallback) return 'store'
+      held.store = fallback
+      const reply = fallback.acquire(key, limit, held.token)
+      if (reply.acquired) held.keys.push(key)
+      return reply
+    }
+    if (held.store !== this.store) return local()
+    return andThen(this.#remoteCall(key, () => this.store.acquire(key, limit, held.token, this.#opts.concurrencyLeaseMs)), (reply) => {
+      if (reply === undefined) return local()
+      if (reply.acquired) held.keys.push(key)
+      return reply
+    })
+  }
+
+  /** The store failed a slot request: 'deny' refuses the request; otherwise it goes on with what it holds. */
+  #refuseOrAllow (held: HeldSlots, onStoreError: StoreErrorPolicy): SlotOutcome {
+    if (onStoreError === 'deny') {
+      this.release(held)
+      return { refused: 'store', limit: 0 }
+    }
+    return this.#hold(held)
+  }
+
+  #hold (held: HeldSlots): SlotOutcome {
+    if (held.keys.length === 0) return { held: undefined }
+    if (held.store === this.store && this.#remote) {
+      this.#held.add(held)
+      if (this.#renewal === undefined) {
+        this.#renewal = setInterval(() => this.#renew(), Math.floor(this.#opts.concurrencyLeaseMs / 3))
+        this.#renewal.unref()
+      }
+    }
+    return { held }
+  }
+
+  #renew (): void {
+    if (this.#held.size === 0) {
+      clearInterval(this.#renewal)
+      this.#renewal = undefined
+      return
+    }
+    const keys: string[] = []
+    const tokens: string[] = []
+    for (const held of this.#held) {
+      for (const key of held.keys) {
+        keys.push(key)
+        tokens.push(held.token)
+      }
+    }
+    this.#background(() => this.store.renew(keys, tokens, this.#opts.concurrencyLeaseMs), 'warn', 'fastify-gcra: could not renew the leases of concurrency slots; each ends after concurrencyLeaseMs unless renewed')
+  }
+
+  /** Give a request's slots back, once. A release that fails ends with the slot's lease. */
+  release (held: HeldSlots | undefined): void {
+    if (held === undefined || held.released) return
+    held.released = true
+    this.#held.delete(held)
+    for (const key of held.keys) {
+      this.#background(() => held.store.release(key, held.token), 'debug', 'fastify-gcra: a concurrency slot could not be released; its lease ends it')
+    }
+  }
+
+  /** A store call nobody waits for: bounded, and its failure logged, never unhandled. */
+  #background (run: () => void | Promise<void>, level: 'warn' | 'debug', message: string): void {
+    try {
+      const pending = run()
+      if (isThenable(pending)) withTimeout(pending, this.#opts.storeTimeoutMs * 10).catch((error: unknown) => { this.#log[level]({ err: error }, message) })
+    } catch (error) {
+      this.#log[level]({ err: error }, message)
+    }
+  }
+
+  /**
+   * A store call other than a decision, bounded by the timeout and skipped while the
+   * breaker of its server is open. Undefined when it failed.
+   */
+  #remoteCall<T> (key: string, run: () => MaybePromise<T>): MaybePromise<T | undefined> {
+    if (!this.#remote) return run()
+    const guard = this.#breakerFor(key.slice(key.indexOf('{') + 1, key.indexOf('}')))!
+    const turn = guard.breaker.allow()
+    if (turn === false) return undefined
+    let pending: MaybePromise<T>
+    try {
+      pending = run()
+    } catch (error) {
+      this.#logFailure(error, guard, turn === 'probe')
+      return undefined
+    }
+    if (!isThenable(pending)) return pending
+    return withTimeout(pending, this.#opts.storeTimeoutMs).then(
+      (value) => {
+        if (guard.breaker.success()) this.#recovered(guard)
+        return value
+      },
+      (error: unknown) => {
+        this.#logFailure(error, guard, turn === 'probe')
+        return undefined
+      },
+    )
+  }
+
+  /**
+   * Settle a charge: move every bucket by the difference between the actual cost's
+   * increments and the charged ones, atomically, in the store that charged. Undefined
+   * when nothing changes or the store failed (then the charge stands).
+   */
+  settle (hashedKey: string, set: PolicySet, chargedUs: readonly number[], actual: number, local: boolean): MaybePromise<StoreReply | undefined> {
+    const n = set.policies.length
+    const deltas = new Array<number>(n)
+    let change = false
+    for (let i = 0; i < n; i++) {
+      deltas[i] = (actual === 0 ? 0 : incrementUs(actual, set.policies[i]!.intervalUs)) - chargedUs[i]!
+      if (deltas[i] !== 0) change = true
+    }
+    if (!change) return undefined
+    const keys = this.#keys(hashedKey, set)
+    const store = local ? this.#fallbackStore() : this.store
+    const call = (): MaybePromise<StoreReply> => store.adjust(keys, set.capacitiesUs, deltas)
+    return andThen(local ? call() : this.#remoteCall(keys[0]!, call), (reply) => {
+      // a refund may make room where a remembered refusal says there is none
+      if (reply !== undefined && !local) this.#denyCache?.forget(hashedKey)
+      return reply
+    })
+  }
+
+  #fallbackStore (): MemoryStore {
+    return this.#fallback ??= new MemoryStore()
+  }
+
+  /** Stop renewing slot leases (the app is closing). */
+  stop (): void {
+    clearInterval(this.#renewal)
+    this.#renewal = undefined
   }
 
   /** The hashed identity of the caller. */
@@ -207,11 +516,7 @@ export class Limiter {
     if (!isThenable(pending)) return { reply: pending, degraded: false }
     return withTimeout(pending, this.#opts.storeTimeoutMs).then(
       (reply): Outcome => {
-        if (guard !== undefined && guard.breaker.success()) {
-          this.#log.info(guard.shard === '' ? {} : { node: guard.shard }, 'fastify-gcra: the store answers again; limiting with it resumed')
-          // what was refused before the outage may be gone from a store that lost its data
-          denyCache?.clear()
-        }
+        if (guard !== undefined && guard.breaker.success()) this.#recovered(guard)
         if (!reply.allowed) denyCache?.remember(hashedKey, set.id, reply, sentAtUs)
         return { reply, degraded: false }
       },
@@ -229,13 +534,23 @@ export class Limiter {
   }
 
   #failed (error: unknown, guard: { shard: string, breaker: Breaker } | undefined, probe: boolean, keys: string[], set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): Outcome {
+    this.#logFailure(error, guard, probe)
+    return this.#fallBack(error, keys, set, incrementsUs, charge, onStoreError)
+  }
+
+  #logFailure (error: unknown, guard: { shard: string, breaker: Breaker } | undefined, probe: boolean): void {
     // logged once when the breaker opens, and once when it closes: not per request
     if (guard !== undefined && guard.breaker.failure(probe)) {
       this.#log.error({ err: error, ...(guard.shard === '' ? {} : { node: guard.shard }) }, 'fastify-gcra: the store failed; requests follow onStoreError (allow, deny or local) until it answers again')
     } else {
       this.#log.debug({ err: error }, 'fastify-gcra: a store call failed')
     }
-    return this.#fallBack(error, keys, set, incrementsUs, charge, onStoreError)
+  }
+
+  #recovered (guard: { shard: string, breaker: Breaker }): void {
+    this.#log.info(guard.shard === '' ? {} : { node: guard.shard }, 'fastify-gcra: the store answers again; limiting with it resumed')
+    // what was refused before the outage may be gone from a store that lost its data
+    this.#denyCache?.clear()
   }
 
   #fallBack (error: unknown, keys: string[], set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): Outcome {
@@ -276,6 +591,22 @@ export class Limiter {
     return Object.freeze({
       consume: (key: string, limits: readonly LimitSpec[], cost = 1, options: ConsumeOptions = {}) => run(key, limits, cost, options, true),
       peek: (key: string, limits: readonly LimitSpec[], options: ConsumeOptions = {}) => run(key, limits, 1, options, false),
+      setScale: (factor: number, target?: string): void => {
+        if (typeof factor !== 'number' || !(factor > 0 && factor <= 1)) throw new FST_GCRA_INVALID_OPTION('rateLimiter.setScale(factor)', 'a number in (0, 1]', describeKind(factor))
+        if (target === undefined) {
+          this.#appScale = factor
+          return
+        }
+        const scopeId = typeof target === 'string' ? this.#scaleTargets.get(target) : undefined
+        if (scopeId === undefined) throw new FST_GCRA_INVALID_OPTION('rateLimiter.setScale(factor, target)', 'a limited route (\'POST /predict\') or a scope name', typeof target === 'string' ? `'${target.slice(0, 64)}'` : describeKind(target))
+        if (factor === 1) this.#scopeScales.delete(scopeId)
+        else this.#scopeScales.set(scopeId, factor)
+      },
+      getScale: (target?: string): number => {
+        if (target === undefined) return this.#appScale
+        const scopeId = this.#scaleTargets.get(target)
+        return scopeId === undefined ? 1 : this.#scopeScales.get(scopeId) ?? 1
+      },
       stats: (): RateLimiterStats => {
         const memory = this.store instanceof MemoryStore ? this.store : undefined
         return {
@@ -283,6 +614,7 @@ export class Limiter {
           evictedLive: memory?.evictedLive,
           denyCacheHits: this.#denyCache?.hits ?? 0,
           openBreakers: [...this.#breakers.values()].filter(b => b.state !== 'closed').length,
+          slotsHeld: memory !== undefined ? memory.slotsHeld : this.#held.size,
         }
       },
       reset: async (key: string): Promise<void> => {

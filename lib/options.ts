@@ -2,7 +2,7 @@
  * Plugin options and route settings: validated once at registration, normalised into
  * frozen objects. Nothing invalid is replaced by a default.
  */
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
 import { FST_GCRA_INVALID_OPTION, describe } from './errors.js'
 import { normaliseLimit, type Limit, type LimitSpec } from './limit.js'
@@ -15,6 +15,15 @@ export type StoreErrorPolicy = 'allow' | 'deny' | 'local'
 
 /** What a cost may be: units per request, or a function of the (validated) request. */
 export type CostSetting = number | ((request: FastifyRequest) => MaybePromise<number>)
+
+/** A scale factor of the admitted rates, in (0, 1], for a request (e.g. 0.5 while a model warms up). */
+export type ScaleFunction = (request: FastifyRequest) => number
+
+/** The true cost of a request, known after its handler ran (e.g. tokens generated). */
+export type SettleFunction = (request: FastifyRequest, reply: FastifyReply) => MaybePromise<number>
+
+/** Requests in flight: per caller (a number), or `{ perCaller?, route? }`. */
+export type ConcurrencySetting = number | { perCaller?: number, route?: number }
 
 export interface FastifyGcraOptions {
   /**
@@ -92,6 +101,26 @@ export interface FastifyGcraOptions {
    * @default an RFC 9457 problem (`application/problem+json`)
    */
   errorResponseBuilder?: (request: FastifyRequest, context: RateLimitContext) => unknown
+  /**
+   * Scale of every route's admitted rates (max and burst), in (0, 1], computed per request:
+   * lower it while a model warms up or the process is under pressure. Multiplies with the
+   * route's `scale`, `rateLimiter.setScale()` and `pressureScale`; values are rounded to
+   * hundredths and kept at least 0.01.
+   * @default undefined (1)
+   */
+  scale?: ScaleFunction
+  /**
+   * With `@fastify/under-pressure` registered: the scale of admitted rates while
+   * `fastify.isUnderPressure()` is true.
+   * @default undefined (not used)
+   */
+  pressureScale?: number
+  /**
+   * How long a concurrency slot in Redis outlives an instance that stopped renewing it
+   * (a crash). Slots of requests in flight are renewed every third of it.
+   * @default 60000
+   */
+  concurrencyLeaseMs?: number
 }
 
 /** Route `config.rateLimit`. */
@@ -113,10 +142,30 @@ export type RouteRateLimitConfig = false | {
    */
   scope?: string
   /**
-   * Limits of a named tier on this route, used as written (no multiplier).
+   * Limits of a named tier on this route, used as written (no multiplier); in the object
+   * form, also the tier's concurrency per caller.
    * @default {}
    */
-  tiers?: Record<string, LimitSpec[]>
+  tiers?: Record<string, LimitSpec[] | { limits?: LimitSpec[], concurrency?: number }>
+  /**
+   * Requests in flight at once: per caller (a number, or `perCaller`; multiplied by the
+   * tier's multiplier unless the tier sets its own), and for everyone on this route
+   * (`route`, a model's capacity). Refused with 429 (per caller) or 503 (route).
+   * @default undefined (no concurrency limit)
+   */
+  concurrency?: ConcurrencySetting
+  /**
+   * The true cost of a request after its handler ran; the difference from the charged
+   * (estimated) cost is refunded or charged, atomically. Called after the response is
+   * sent, unless the handler called `reply.rateLimit.settle()`.
+   * @default undefined
+   */
+  settle?: SettleFunction
+  /**
+   * This route's scale of admitted rates, in (0, 1] (multiplies with the plugin's).
+   * @default undefined (1)
+   */
+  scale?: ScaleFunction
   /**
    * This route's answer when the store fails (see the plugin option).
    * @default the plugin's onStoreError
@@ -143,6 +192,16 @@ export interface NormalisedOptions {
   readonly storeTimeoutMs: number
   readonly onStoreError: StoreErrorPolicy
   readonly errorResponseBuilder: FastifyGcraOptions['errorResponseBuilder']
+  readonly scale: ScaleFunction | undefined
+  readonly pressureScale: number | undefined
+  readonly concurrencyLeaseMs: number
+}
+
+export interface ConcurrencySettings {
+  readonly perCaller: number | undefined
+  readonly route: number | undefined
+  /** Per-caller slots of tiers that set their own. */
+  readonly tiers: ReadonlyMap<string, number>
 }
 
 export interface RouteSettings {
@@ -151,6 +210,9 @@ export interface RouteSettings {
   readonly scope: string | undefined
   readonly tiers: ReadonlyMap<string, readonly Limit[]>
   readonly onStoreError: StoreErrorPolicy | undefined
+  readonly concurrency: ConcurrencySettings | undefined
+  readonly settle: SettleFunction | undefined
+  readonly scale: ScaleFunction | undefined
 }
 
 export const DEFAULT_MAX_KEYS = 100_000
@@ -222,6 +284,9 @@ export function normaliseOptions (options: unknown): NormalisedOptions {
     storeTimeoutMs: opts.storeTimeoutMs ?? 100,
     onStoreError: opts.onStoreError ?? 'allow',
     errorResponseBuilder: opts.errorResponseBuilder,
+    scale: opts.scale,
+    pressureScale: opts.pressureScale,
+    concurrencyLeaseMs: opts.concurrencyLeaseMs ?? 60_000,
   })
 }
 
@@ -230,11 +295,23 @@ export function normaliseRouteConfig (config: unknown, root: string, tiers: Read
   assertValid(checkRouteConfig, config, root)
   const cfg = config as Exclude<RouteRateLimitConfig, false>
   const routeTiers = new Map<string, readonly Limit[]>()
-  for (const [name, specs] of Object.entries(cfg.tiers ?? {})) {
+  const tierSlots = new Map<string, number>()
+  for (const [name, setting] of Object.entries(cfg.tiers ?? {})) {
     if (!tiers.has(name)) {
       throw new FST_GCRA_INVALID_OPTION(`${root}.tiers`, `a tier declared in the plugin's tiers (${[...tiers.keys()].join(', ') || 'none declared'})`, describe(name))
     }
-    routeTiers.set(name, Object.freeze(normaliseLimits(specs, `${root}.tiers.${name}`)))
+    const specs = Array.isArray(setting) ? setting : setting.limits
+    if (specs !== undefined) routeTiers.set(name, Object.freeze(normaliseLimits(specs, `${root}.tiers.${name}${Array.isArray(setting) ? '' : '.limits'}`)))
+    if (!Array.isArray(setting) && setting.concurrency !== undefined) tierSlots.set(name, setting.concurrency)
+  }
+  const given = cfg.concurrency
+  let concurrency: ConcurrencySettings | undefined
+  if (given !== undefined || tierSlots.size > 0) {
+    const perCaller = typeof given === 'number' ? given : given?.perCaller
+    if (perCaller === undefined && tierSlots.size > 0) {
+      throw new FST_GCRA_INVALID_OPTION(`${root}.concurrency`, 'a per-caller concurrency for callers of other tiers (tiers set their own)', describe(given))
+    }
+    concurrency = Object.freeze({ perCaller, route: typeof given === 'number' ? undefined : given?.route, tiers: tierSlots })
   }
   return Object.freeze({
     limits: cfg.limits === undefined ? undefined : Object.freeze(normaliseLimits(cfg.limits, `${root}.limits`)),
@@ -242,5 +319,8 @@ export function normaliseRouteConfig (config: unknown, root: string, tiers: Read
     scope: cfg.scope,
     tiers: routeTiers,
     onStoreError: cfg.onStoreError,
+    concurrency,
+    settle: cfg.settle,
+    scale: cfg.scale,
   })
 }

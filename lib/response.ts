@@ -62,7 +62,9 @@ export function quotaExceededProblem (context: RateLimitContext): Record<string,
   const names = context.violated.map(p => p.name)
   const s = context.retryAfterSeconds
   // refused before its body was read, the request's own cost is unknown: only that nothing is left
-  const why = context.beforeBody ? 'no units left' : `this request costs ${units(context.cost)}`
+  const why = context.kind === 'concurrency'
+    ? `${context.violated[0]?.quota ?? 0} request${context.violated[0]?.quota === 1 ? '' : 's'} in flight at once`
+    : context.beforeBody ? 'no units left' : `this request costs ${units(context.cost)}`
   return {
     type: QUOTA_EXCEEDED,
     title: 'Request quota exceeded',
@@ -72,13 +74,14 @@ export function quotaExceededProblem (context: RateLimitContext): Record<string,
   }
 }
 
-export function sendTooManyRequests (request: FastifyRequest, reply: FastifyReply, options: NormalisedOptions, info: RateLimitInfo, beforeBody: boolean): void {
+export function sendTooManyRequests (request: FastifyRequest, reply: FastifyReply, options: NormalisedOptions, info: RateLimitInfo, beforeBody: boolean, kind: RateLimitContext['kind'] = 'rate'): void {
   const retryAfterSeconds = Math.max(1, seconds(info.retryAfterMs))
   const context: RateLimitContext = {
     ...info,
     violated: info.policies.filter(p => p.retryAfterMs > 0),
     retryAfterSeconds,
     beforeBody,
+    kind,
   }
   reply.code(429).header('retry-after', retryAfterSeconds)
   if (options.errorResponseBuilder === undefined) {
@@ -98,6 +101,37 @@ export function sendCostTooLarge (reply: FastifyReply, set: PolicySet, cost: num
     status: 413,
     detail: `This request costs ${units(cost)}, more than ${tier === null ? 'this route' : `the "${tier}" tier`} ever admits at once: the largest cost is ${largest} (${quotedList(limiting)}). Send smaller requests.`,
     'max-cost': largest,
+  })
+}
+
+/** The name of a concurrency limit in the rate-limit fields. */
+export const CONCURRENCY = 'concurrency'
+
+function appendField (reply: FastifyReply, name: string, item: string): void {
+  const present = reply.getHeader(name)
+  reply.header(name, present === undefined || present === '' ? item : `${String(present)}, ${item}`)
+}
+
+/** Draft-10 items of a caller's concurrency limit, after the rate-limit ones: `qu="concurrent-requests"`. */
+export function setConcurrencyHeaders (reply: FastifyReply, mode: NormalisedOptions['headers'], limit: number, remaining: number): void {
+  if (mode !== 'draft' && mode !== 'both') return
+  appendField(reply, 'ratelimit-policy', `"${CONCURRENCY}";q=${limit};qu="concurrent-requests"`)
+  appendField(reply, 'ratelimit', `"${CONCURRENCY}";r=${remaining}`)
+}
+
+/** A caller's view of its refused concurrency limit, as `request.rateLimit` and for the 429 builder. */
+export function concurrencyInfo (limit: number, tier: string | null): RateLimitInfo {
+  const policy: PolicyState = { name: CONCURRENCY, quota: limit, burst: limit, windowMs: 0, remaining: 0, resetMs: 0, retryAfterMs: 1000 }
+  return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: 1000, cost: 1, tier, maxCost: limit, policies: [policy], degraded: false }
+}
+
+/** 503: the route holds as many requests as it can serve (its `concurrency.route`). */
+export function sendRouteBusy (reply: FastifyReply, limit: number): void {
+  reply.code(503).header('retry-after', 1).type(PROBLEM_JSON).send({
+    type: 'about:blank',
+    title: 'Service Unavailable',
+    status: 503,
+    detail: `This route is serving as many requests as it can (${limit} at once). Retry in 1 second.`,
   })
 }
 

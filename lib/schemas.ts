@@ -52,6 +52,18 @@ const OnStoreError = Type.Union([Type.Literal('allow'), Type.Literal('deny'), Ty
   description: "'allow', 'deny' or 'local'",
 })
 
+const Slots = Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'an integer from 1 to 1000000' })
+
+const ConcurrencySchema = Type.Union([
+  Slots,
+  Type.Object({
+    perCaller: Type.Optional(Slots),
+    route: Type.Optional(Slots),
+  }, { additionalProperties: false, minProperties: 1 }),
+], { description: 'requests in flight: an integer >= 1 (per caller) or { perCaller?, route? }' })
+
+const Scale = Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'a number in (0, 1]' })
+
 export const OptionsSchema = Type.Object({
   store: Type.Optional(StoreSchema),
   key: Type.Optional(Resolver),
@@ -70,6 +82,9 @@ export const OptionsSchema = Type.Object({
   storeTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'an integer from 1 to 2147483647 (milliseconds)' })),
   onStoreError: Type.Optional(OnStoreError),
   errorResponseBuilder: Type.Optional(Type.Function([Type.Any(), Type.Any()], Type.Any(), { description: 'a function (request, context) => body' })),
+  scale: Type.Optional(Type.Function([Type.Any()], Type.Any(), { description: 'a function (request) => number in (0, 1]' })),
+  pressureScale: Type.Optional(Scale),
+  concurrencyLeaseMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 86_400_000, description: 'an integer from 1000 to 86400000 (milliseconds)' })),
 }, { additionalProperties: false, description: 'an options object' })
 
 export const RouteConfigSchema = Type.Union([
@@ -82,11 +97,20 @@ export const RouteConfigSchema = Type.Union([
     ], { description: 'a finite number > 0 or a function of the request' })),
     scope: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'a non-empty string of at most 128 characters' })),
     onStoreError: Type.Optional(OnStoreError),
-    tiers: Type.Optional(Type.Record(Type.String(), LimitsSchema, {
-      description: "an object of tier names to arrays of limits, e.g. { premium: ['100/minute'] }",
+    tiers: Type.Optional(Type.Record(Type.String(), Type.Union([
+      LimitsSchema,
+      Type.Object({
+        limits: Type.Optional(LimitsSchema),
+        concurrency: Type.Optional(Slots),
+      }, { additionalProperties: false }),
+    ], { description: 'an array of limits or { limits?, concurrency? }' }), {
+      description: "an object of tier names to arrays of limits or { limits?, concurrency? }, e.g. { premium: ['100/minute'] }",
     })),
+    concurrency: Type.Optional(ConcurrencySchema),
+    settle: Type.Optional(Type.Function([Type.Any(), Type.Any()], Type.Any(), { description: 'a function (request, reply) => the actual cost' })),
+    scale: Type.Optional(Type.Function([Type.Any()], Type.Any(), { description: 'a function (request) => number in (0, 1]' })),
   }, { additionalProperties: false }),
-], { description: 'false or { limits?, cost?, scope?, tiers?, onStoreError? }' })
+], { description: 'false or { limits?, cost?, scope?, tiers?, onStoreError?, concurrency?, settle?, scale? }' })
 
 export const checkOptions = TypeCompiler.Compile(OptionsSchema)
 export const checkRouteConfig = TypeCompiler.Compile(RouteConfigSchema)

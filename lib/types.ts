@@ -59,6 +59,8 @@ export interface RateLimitContext extends RateLimitInfo {
    * the bucket holds less than one unit; `cost` is that unit, not the request's own cost.
    */
   readonly beforeBody: boolean
+  /** What refused it: a rate limit, or the caller's requests in flight (`concurrency`). */
+  readonly kind: 'rate' | 'concurrency'
 }
 
 export interface ConsumeOptions {
@@ -89,6 +91,24 @@ export interface RateLimiterStats {
   readonly denyCacheHits: number
   /** Circuit breakers open or probing now (one per Redis server or Cluster node). */
   readonly openBreakers: number
+  /** Concurrency slots held: all of them in the memory store; this instance's requests' with Redis. */
+  readonly slotsHeld: number
+}
+
+/** `reply.rateLimit` on a limited route: reconcile the estimated cost with the actual one. */
+export interface RateLimitSettlement {
+  /** The cost charged for this request (the estimate); 0 when nothing was charged. */
+  readonly charged: number
+  /** Whether `settle` has run (by the handler or the route's `settle` option). */
+  readonly settled: boolean
+  /**
+   * Settle the charge at `actual` units (a finite number >= 0): the difference is refunded
+   * or charged, atomically over every limit of the request. Resolves to the state after
+   * the change, or null when nothing was charged, nothing changed or the store failed
+   * (logged; the estimate then stands). Never rejects; throws at once for a bad `actual`
+   * or a second call.
+   */
+  settle(actual: number): Promise<RateLimitInfo | null>
 }
 
 /** `fastify.rateLimiter`: the limiter outside HTTP (websockets, queues, admin tools, tests). */
@@ -99,8 +119,15 @@ export interface RateLimiter {
   peek(key: string, limits: readonly LimitSpec[], options?: ConsumeOptions): Promise<RateLimitInfo>
   /** Forget every bucket of `key` (all routes, scopes and global limits this app knows). */
   reset(key: string): Promise<void>
-  /** Counters: memory store size and live evictions, deny-cache hits, open breakers. */
+  /** Counters: memory store size and live evictions, deny-cache hits, open breakers, slots held. */
   stats(): RateLimiterStats
+  /**
+   * Scale admitted rates (max and burst) by `factor` in (0, 1]: of every route, or of one
+   * route (`'POST /predict'`) or named scope. Multiplies with the `scale` options; 1 undoes it.
+   */
+  setScale(factor: number, target?: string): void
+  /** The factor set by `setScale` for every route, or for one route or scope. */
+  getScale(target?: string): number
 }
 
 declare module 'fastify' {
@@ -115,6 +142,10 @@ declare module 'fastify' {
     rateLimitKey: string | null
     /** fastify-gcra: set by an auth hook to the verified caller's tier name. */
     rateLimitTier: string | null
+  }
+  interface FastifyReply {
+    /** fastify-gcra: settle the request's charge after the fact; null on routes that are not limited. */
+    readonly rateLimit: RateLimitSettlement | null
   }
   interface FastifyInstance {
     /** fastify-gcra: consume, peek and reset buckets outside HTTP. */

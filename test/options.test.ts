@@ -27,7 +27,7 @@ async function route (config: unknown, options: Partial<FastifyGcraOptions> = {}
 
 describe('plugin options are validated at registration', () => {
   it.each([
-    [{ limts: ['1/minute'] }, "options.limts: expected one of the known keys (store, key, tier, tiers, limits, global, headers, prefix, keySecret, hook, storeTimeoutMs, onStoreError, errorResponseBuilder), got 'limts'"],
+    [{ limts: ['1/minute'] }, "options.limts: expected one of the known keys (store, key, tier, tiers, limits, global, headers, prefix, keySecret, hook, storeTimeoutMs, onStoreError, errorResponseBuilder, scale, pressureScale, concurrencyLeaseMs), got 'limts'"],
     [{ limits: '10/minute' }, "options.limits: expected an array of limits (a limit: a string like '10/minute' or '100/15 minutes', or { max, per, burst?, name? }), got \"10/minute\""],
     [{ limits: ['10/mintue'] }, "options.limits[0]: expected a limit like '10/minute' or '100/15 minutes' (unit: second, minute, hour or day), got \"10/mintue\""],
     [{ limits: [{ max: 0, per: '1m' }] }, 'options.limits[0].max: expected an integer >= 1, got 0'],
@@ -104,10 +104,10 @@ describe('route configs are validated when the route is registered', () => {
     [{ cost: Number.POSITIVE_INFINITY }, 'route GET /r: config.rateLimit.cost: expected a finite number > 0 or a function of the request, got Infinity'],
     [{ cost: '2' }, 'route GET /r: config.rateLimit.cost: expected a finite number > 0 or a function of the request, got "2"'],
     [{ scope: '' }, 'route GET /r: config.rateLimit.scope: expected a non-empty string of at most 128 characters, got ""'],
-    [{ limit: ['1/minute'] }, "route GET /r: config.rateLimit.limit: expected one of the known keys (limits, cost, scope, onStoreError, tiers), got 'limit'"],
-    [true, 'route GET /r: config.rateLimit: expected false or { limits?, cost?, scope?, tiers?, onStoreError? }, got true'],
+    [{ limit: ['1/minute'] }, "route GET /r: config.rateLimit.limit: expected one of the known keys (limits, cost, scope, onStoreError, tiers, concurrency, settle, scale), got 'limit'"],
+    [true, 'route GET /r: config.rateLimit: expected false or { limits?, cost?, scope?, tiers?, onStoreError?, concurrency?, settle?, scale? }, got true'],
     [{ limits: ['1/minute'], tiers: { gold: ['5/minute'] } }, 'route GET /r: config.rateLimit.tiers: expected a tier declared in the plugin\'s tiers (premium), got "gold"'],
-    [{ limits: ['1/minute'], tiers: { premium: '5/minute' } }, "route GET /r: config.rateLimit.tiers.premium: expected an array of limits (a limit: a string like '10/minute' or '100/15 minutes', or { max, per, burst?, name? }), got \"5/minute\""],
+    [{ limits: ['1/minute'], tiers: { premium: '5/minute' } }, "route GET /r: config.rateLimit.tiers.premium: expected an array of limits or { limits?, concurrency? }, got \"5/minute\""],
     [{ limits: ['1/minute'], onStoreError: 'ignore' }, "route GET /r: config.rateLimit.onStoreError: expected 'allow', 'deny' or 'local', got \"ignore\""],
     [{ limits: ['1/minute'], scope: 'shared' }, "route GET /other: config.rateLimit: expected the same limits and tier limits as the other routes of scope 'shared', got different ones"],
     [{ limits: [{ max: 1, per: '1m', name: 'global 1/minute' }] }, "route GET /r: config.rateLimit: expected limit names distinct from the global limits' names, got 'global 1/minute' twice"],
@@ -120,7 +120,7 @@ describe('route configs are validated when the route is registered', () => {
   it('needs some limit for every route and tier: {} takes the global ones, and nothing at all is an error', async () => {
     await expect(route({}, { global: ['1/minute'] })).resolves.toBeUndefined()
     await expect(route({ limits: [] }, { global: ['1/minute'] })).resolves.toBeUndefined()
-    await expect(route({ limits: [] })).rejects.toThrow("config.rateLimit: expected at least one limit: the route's own, the plugin's limits or global, got none")
+    await expect(route({ limits: [] })).rejects.toThrow("config.rateLimit: expected at least one limit: the route's own, the plugin's limits or global (or a concurrency limit), got none")
     await expect(route({ limits: ['1/minute'], tiers: { premium: [] } }, { tiers: { premium: 5 } })).rejects.toThrow('expected at least one limit')
   })
 })

@@ -2,8 +2,8 @@
  * The embedded store: bucket TATs in a Map, bounded by `maxKeys`. The Map's order is the
  * order of last write, so its head is the least recently charged bucket.
  */
-import { decide } from '../gcra.js'
-import type { RateLimitStore, StoreReply } from './store.js'
+import { adjustTat, decide } from '../gcra.js'
+import type { RateLimitStore, SlotReply, StoreReply } from './store.js'
 
 export interface MemoryStoreOptions {
   /**
@@ -24,6 +24,8 @@ const SWEEP = 64
 
 export class MemoryStore implements RateLimitStore {
   readonly #tats = new Map<string, number>()
+  /** Concurrency slots held, per key: the process holds them, so no lease is needed. */
+  readonly #slots = new Map<string, Set<string>>()
   readonly #maxKeys: number
   readonly #clock: () => number
   #evictedLive = 0
@@ -56,12 +58,54 @@ export class MemoryStore implements RateLimitStore {
     return { allowed, nowUs, tatsUs }
   }
 
+  adjust (keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[]): StoreReply {
+    const nowUs = this.#clock()
+    const tatsUs = new Array<number>(keys.length)
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!
+      const tat = adjustTat(this.#tats.get(key), nowUs, capacitiesUs[i]!, deltasUs[i]!)
+      if (tat <= nowUs) {
+        this.#tats.delete(key)
+        tatsUs[i] = nowUs
+      } else {
+        this.#write(key, tat, nowUs)
+        tatsUs[i] = tat
+      }
+    }
+    return { allowed: true, nowUs, tatsUs }
+  }
+
+  acquire (key: string, limit: number, token: string): SlotReply {
+    let held = this.#slots.get(key)
+    if (held === undefined) this.#slots.set(key, held = new Set())
+    if (held.size >= limit) return { acquired: false, inFlight: held.size }
+    held.add(token)
+    return { acquired: true, inFlight: held.size }
+  }
+
+  renew (): void {}
+
+  release (key: string, token: string): void {
+    const held = this.#slots.get(key)
+    if (held === undefined) return
+    held.delete(token)
+    if (held.size === 0) this.#slots.delete(key)
+  }
+
+  /** Concurrency slots held now, over every key. */
+  get slotsHeld (): number {
+    let n = 0
+    for (const held of this.#slots.values()) n += held.size
+    return n
+  }
+
   delete (keys: readonly string[]): void {
     for (const key of keys) this.#tats.delete(key)
   }
 
   close (): void {
     this.#tats.clear()
+    this.#slots.clear()
   }
 
   #write (key: string, tatUs: number, nowUs: number): void {

@@ -4,11 +4,20 @@
  */
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
 import { FST_GCRA_STORE_REPLY, describe } from '../errors.js'
-import { GCRA_LUA } from '../lua.js'
-import type { RateLimitStore, StoreReply } from './store.js'
+import { ACQUIRE_LUA, GCRA_LUA, RENEW_LUA, SETTLE_LUA } from '../lua.js'
+import type { RateLimitStore, SlotReply, StoreReply } from './store.js'
 
 // Versioned, so two releases sharing one client never run each other's script.
 const COMMAND = 'fastifyGcraDecideV1'
+const SETTLE = 'fastifyGcraSettleV1'
+const ACQUIRE = 'fastifyGcraAcquireV1'
+const RENEW = 'fastifyGcraRenewV1'
+const SCRIPTS: ReadonlyArray<readonly [string, string, number | undefined]> = [
+  [COMMAND, GCRA_LUA, undefined],
+  [SETTLE, SETTLE_LUA, undefined],
+  [ACQUIRE, ACQUIRE_LUA, 1],
+  [RENEW, RENEW_LUA, 1],
+]
 
 /** CRC16-XMODEM, the hash of Redis Cluster's key slots (slot = crc16(tag) mod 16384). */
 export function crc16 (text: string): number {
@@ -22,9 +31,7 @@ export function crc16 (text: string): number {
 
 const isCluster = (client: Redis | Cluster): client is Cluster => typeof (client as Cluster).nodes === 'function'
 
-type ScriptClient = (Redis | Cluster) & {
-  [COMMAND]?: (...args: Array<string | number>) => Promise<unknown>
-}
+type ScriptClient = (Redis | Cluster) & Record<string, ((...args: Array<string | number>) => Promise<unknown>) | undefined>
 
 /**
  * Settings for a client the plugin creates from a URL: fail fast while disconnected
@@ -50,8 +57,10 @@ export class RedisStore implements RateLimitStore {
   constructor (client: Redis | Cluster, ownsClient: boolean) {
     this.client = client
     this.#owns = ownsClient
-    if (typeof (client as ScriptClient)[COMMAND] !== 'function') {
-      client.defineCommand(COMMAND, { lua: GCRA_LUA })
+    for (const [name, lua, numberOfKeys] of SCRIPTS) {
+      if (typeof (client as unknown as ScriptClient)[name] !== 'function') {
+        client.defineCommand(name, numberOfKeys === undefined ? { lua } : { lua, numberOfKeys })
+      }
     }
   }
 
@@ -64,11 +73,35 @@ export class RedisStore implements RateLimitStore {
     const n = keys.length
     const args: Array<string | number> = [n, ...keys, charge ? '1' : '0']
     for (let i = 0; i < n; i++) args.push(capacitiesUs[i]!, incrementsUs[i]!)
-    const reply = await (this.client as ScriptClient)[COMMAND]!(...args)
-    if (!Array.isArray(reply) || reply.length !== n + 2 || !reply.every(v => typeof v === 'number')) {
+    return decisionReply(await this.#call(COMMAND, args), n)
+  }
+
+  async adjust (keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[]): Promise<StoreReply> {
+    const n = keys.length
+    const args: Array<string | number> = [n, ...keys]
+    for (let i = 0; i < n; i++) args.push(capacitiesUs[i]!, deltasUs[i]!)
+    return decisionReply(await this.#call(SETTLE, args), n)
+  }
+
+  async acquire (key: string, limit: number, token: string, leaseMs: number): Promise<SlotReply> {
+    const reply = await this.#call(ACQUIRE, [key, limit, token, leaseMs])
+    if (!Array.isArray(reply) || reply.length !== 2 || typeof reply[0] !== 'number' || typeof reply[1] !== 'number') {
       throw new FST_GCRA_STORE_REPLY(describe(reply))
     }
-    return { allowed: reply[0] === 1, nowUs: reply[1] as number, tatsUs: reply.slice(2) as number[] }
+    return { acquired: reply[0] === 1, inFlight: reply[1] }
+  }
+
+  async renew (keys: readonly string[], tokens: readonly string[], leaseMs: number): Promise<void> {
+    await Promise.all(keys.map((key, i) => this.#call(RENEW, [key, tokens[i]!, leaseMs])))
+  }
+
+  async release (key: string, token: string): Promise<void> {
+    await this.client.zrem(key, token)
+  }
+
+  #call (name: string, args: Array<string | number>): Promise<unknown> {
+    const client = this.client as unknown as ScriptClient
+    return client[name]!.apply(client, args)
   }
 
   shardOf (hashTag: string): string {
@@ -94,6 +127,13 @@ export class RedisStore implements RateLimitStore {
     clearTimeout(timer)
     if (quit !== 'OK') this.client.disconnect()
   }
+}
+
+function decisionReply (reply: unknown, n: number): StoreReply {
+  if (!Array.isArray(reply) || reply.length !== n + 2 || !reply.every(v => typeof v === 'number')) {
+    throw new FST_GCRA_STORE_REPLY(describe(reply))
+  }
+  return { allowed: reply[0] === 1, nowUs: reply[1] as number, tatsUs: reply.slice(2) as number[] }
 }
 
 /** Client settings that can make a decision run twice or late, with what to set instead. */

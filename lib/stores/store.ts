@@ -10,6 +10,13 @@ export interface StoreReply {
   readonly tatsUs: readonly number[]
 }
 
+/** A store's answer to a request for a concurrency slot. */
+export interface SlotReply {
+  readonly acquired: boolean
+  /** Slots held after the call (this one included when acquired). */
+  readonly inFlight: number
+}
+
 export interface RateLimitStore {
   /**
    * Decide one request over its buckets atomically, with the store's own clock. When
@@ -23,6 +30,22 @@ export interface RateLimitStore {
   shardOf?(hashTag: string): string
   /** Call `listener` whenever the store (re)connects: its data may be new. */
   onReconnect?(listener: () => void): void
+  /**
+   * Settle a charge: add `deltasUs[i]` to bucket i's TAT (negative: a refund) from where it
+   * stands now, atomically over every bucket. A TAT that falls to now or before is a full
+   * bucket and is deleted. Answers `allowed: true` and the TATs after the change (≥ now).
+   */
+  adjust(keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[]): StoreReply | Promise<StoreReply>
+  /**
+   * Take one of `limit` slots of `key` for `token`, held for `leaseMs` unless renewed
+   * (a crashed instance's slots expire). Answers whether it was taken and how many are
+   * held after the call.
+   */
+  acquire(key: string, limit: number, token: string, leaseMs: number): SlotReply | Promise<SlotReply>
+  /** Extend the leases of slots still held (one token per key). */
+  renew(keys: readonly string[], tokens: readonly string[], leaseMs: number): void | Promise<void>
+  /** Give a slot back. Releasing a slot that is not held does nothing. */
+  release(key: string, token: string): void | Promise<void>
   /** Forget these buckets. */
   delete(keys: readonly string[]): void | Promise<void>
   /** Release what the store owns (timers, connections it opened). */

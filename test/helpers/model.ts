@@ -81,4 +81,26 @@ export class GcraModel {
       ttlMs: after.map(tat => Number(ceilDiv(tat - now, 1000n))),
     }
   }
+
+  /**
+   * Settle a charge of `charged` units at `actual` units: each TAT moves by
+   * inc(actual) − inc(charged) (inc(0) = 0) from max(TAT, now), and ends at most at
+   * now + D (a bucket is never more than empty); a TAT at or before now is a full bucket
+   * (the key is gone).
+   */
+  settle (keys: readonly string[], limits: readonly ModelLimit[], charged: number, actual: number, nowUs: number): number[] {
+    const now = BigInt(nowUs)
+    return keys.map((key, i) => {
+      const { T, D } = bucketOf(limits[i]!)
+      const delta = (actual === 0 ? 0n : incrementOf(actual, T)) - incrementOf(charged, T)
+      const moved = maxBig(this.tats.get(key) ?? now, now) + delta
+      const tat = moved > now + D ? now + D : moved
+      if (tat <= now) {
+        this.tats.delete(key)
+        return nowUs
+      }
+      this.tats.set(key, tat)
+      return Number(tat)
+    })
+  }
 }

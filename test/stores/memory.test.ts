@@ -66,7 +66,7 @@ describe('memory store', () => {
     const app = await appWith(memoryCase, { store: { memory: { maxKeys: 2 } } })
     app.get('/p', { config: { rateLimit: { limits: ['1/hour'] } } }, ok)
     for (const remoteAddress of ['10.0.0.1', '10.0.0.2', '10.0.0.3']) await app.inject({ url: '/p', remoteAddress })
-    expect(app.rateLimiter.stats()).toEqual({ storeKeys: 2, evictedLive: 1, denyCacheHits: 0, openBreakers: 0 })
+    expect(app.rateLimiter.stats()).toEqual({ storeKeys: 2, evictedLive: 1, denyCacheHits: 0, openBreakers: 0, slotsHeld: 0 })
   })
 
   it('follows the system clock by default, so fake timers drive it', async () => {
