@@ -4,8 +4,8 @@
  * certain.
  *
  * Sound by construction: it keeps the TATs the store returned with the refusal and
- * decides with the pure GCRA. TATs in the store only grow (until a reset), so what these
- * snapshots refuse, the store would refuse too. The store's clock is estimated from the
+ * decides with the pure GCRA. TATs in the store only grow (until a reset or a refund, which
+ * both forget the caller here), so what these snapshots refuse, the store would refuse too. The store's clock is estimated from the
  * time the call was sent, which over-estimates it: a later clock can only admit more, so
  * the estimate errs towards asking the store, never towards a false refusal.
  */
