@@ -1,0 +1,111 @@
+/**
+ * Adaptive limits: a scale factor of admitted rates from `setScale`, the `scale` options
+ * and `pressureScale` with @fastify/under-pressure.
+ */
+import underPressure from '@fastify/under-pressure'
+import { describe, expect, it } from 'vitest'
+import gcra, { FST_GCRA_INVALID_OPTION } from '../lib/index.js'
+import { toBucket } from '../lib/gcra.js'
+import { appWith, newApp, ok, statuses, storeCases } from './helpers/app.js'
+
+const admitted = async (app: Parameters<typeof statuses>[0], n: number, request: Parameters<typeof statuses>[2]): Promise<number> =>
+  (await statuses(app, n, request)).filter(s => s === 200).length
+
+describe.each(storeCases)('scaling admitted rates ($name)', (store) => {
+  it('setScale lowers max and burst of every route, as a tier multiplier would; 1 undoes it', async () => {
+    const app = await appWith(store)
+    app.get('/a', { config: { rateLimit: { limits: ['10/minute'] } } }, ok)
+    app.rateLimiter.setScale(0.5)
+    expect(app.rateLimiter.getScale()).toBe(0.5)
+    const first = await app.inject('/a')
+    expect(first.headers['ratelimit-policy']).toBe('"10/minute";q=5;w=60')
+    expect(first.headers.ratelimit).toBe('"10/minute";r=4;t=12')
+    expect(await admitted(app, 10, '/a')).toBe(4)
+    app.rateLimiter.setScale(1)
+    expect(await admitted(app, 12, { url: '/a', remoteAddress: '10.9.9.9' })).toBe(10)
+    // a bucket is time: 5 requests at half the rate used the whole minute of the caller's bucket
+    expect(await admitted(app, 1, '/a')).toBe(0)
+  })
+
+  it('scales one route or one named scope, not the others', async () => {
+    const app = await appWith(store)
+    app.get('/a', { config: { rateLimit: { limits: ['10/minute'] } } }, ok)
+    app.get('/b', { config: { rateLimit: { limits: ['10/minute'] } } }, ok)
+    app.get('/c', { config: { rateLimit: { limits: ['10/minute'], scope: 'models' } } }, ok)
+    app.rateLimiter.setScale(0.2, 'GET /a')
+    app.rateLimiter.setScale(0.3, 'models')
+    expect(app.rateLimiter.getScale('GET /a')).toBe(0.2)
+    expect(await admitted(app, 12, '/a')).toBe(2)
+    expect(await admitted(app, 12, '/b')).toBe(10)
+    expect(await admitted(app, 12, '/c')).toBe(3)
+  })
+
+  it('multiplies the plugin\'s and the route\'s scale functions per request, with tiers', async () => {
+    let warm = 0.5
+    const app = await appWith(store, {
+      tiers: { premium: 4 },
+      tier: (r) => r.headers['x-tier'] as string | undefined,
+      scale: () => warm,
+    })
+    app.get('/a', { config: { rateLimit: { limits: ['10/minute'], scale: () => 0.5 } } }, ok)
+    // 10 × 0.5 × 0.5 = 2.5 → a burst of 2 whole requests
+    expect(await admitted(app, 6, { url: '/a', remoteAddress: '10.0.0.1' })).toBe(2)
+    // premium: 10 × 4 × 0.25 = 10
+    expect(await admitted(app, 12, { url: '/a', remoteAddress: '10.0.0.2', headers: { 'x-tier': 'premium' } })).toBe(10)
+    warm = 1
+    const res = await app.inject({ url: '/a', remoteAddress: '10.0.0.3' })
+    expect(res.headers['ratelimit-policy']).toBe('"10/minute";q=5;w=60')
+  })
+
+  it('uses the scaled buckets exactly: T and D of max · multiplier · scale', async () => {
+    const app = await appWith(store)
+    app.get('/a', { config: { rateLimit: { limits: [{ max: 7, per: '1 minute', burst: 3 }], scale: () => 0.37 } } }, ok)
+    const res = await app.inject('/a')
+    const { intervalUs: T, capacityUs: D } = toBucket(7, 60_000, 3, 0.37)
+    // 3 × 0.37 = 1.11 units of burst: one request now, the next when TAT − now ≤ D − T
+    expect(res.headers.ratelimit).toBe(`"7/minute burst 3";r=0;t=${Math.ceil(Math.ceil((2 * T - D) / 1000) / 1000)}`)
+    expect(res.headers['ratelimit-policy']).toBe('"7/minute burst 3";q=2;w=60')
+    const refused = await app.inject('/a')
+    expect(refused.statusCode).toBe(429)
+  })
+
+  it('a scale function that returns a non-number is the server\'s bug (500); out of range is kept in (0, 1] with one warning', async () => {
+    const app = await appWith(store)
+    app.get('/bad', { config: { rateLimit: { limits: ['10/minute'], scale: () => 'half' as unknown as number } } }, ok)
+    app.get('/big', { config: { rateLimit: { limits: ['10/minute'], scale: () => 3 } } }, ok)
+    const bad = await app.inject('/bad')
+    expect(bad.statusCode).toBe(500)
+    expect(app.logs.some(l => l.err?.code === 'FST_GCRA_INVALID_SCALE')).toBe(true)
+    expect(await admitted(app, 12, '/big')).toBe(10)
+    expect(app.logs.filter(l => /outside \(0, 1\]/.test(l.msg))).toHaveLength(1)
+  })
+})
+
+describe('setScale and pressureScale are checked', () => {
+  it('setScale refuses factors outside (0, 1] and unknown targets', async () => {
+    const app = newApp()
+    await app.register(gcra)
+    app.get('/a', { config: { rateLimit: { limits: ['10/minute'] } } }, ok)
+    for (const bad of [0, -1, 1.5, Number.NaN, '0.5']) expect(() => app.rateLimiter.setScale(bad as number)).toThrow(FST_GCRA_INVALID_OPTION)
+    expect(() => app.rateLimiter.setScale(0.5, 'GET /nope')).toThrow("expected a limited route ('POST /predict') or a scope name, got 'GET /nope'")
+  })
+
+  it('pressureScale without @fastify/under-pressure fails at start-up', async () => {
+    const app = newApp()
+    await app.register(gcra, { pressureScale: 0.5 })
+    await expect(app.ready()).rejects.toThrow('options.pressureScale: expected @fastify/under-pressure registered on this instance')
+  })
+
+  it('pressureScale applies while under-pressure says the process is under pressure', async () => {
+    const app = newApp()
+    // a heap limit of 1 byte: under pressure from the first sample on; the handler lets requests through
+    await app.register(underPressure, { maxHeapUsedBytes: 1, sampleInterval: 10, pressureHandler: () => undefined })
+    await app.register(gcra, { pressureScale: 0.3 })
+    app.get('/a', { config: { rateLimit: { limits: ['10/minute'] } } }, ok)
+    await app.ready()
+    const deadline = Date.now() + 2000
+    while (!app.isUnderPressure() && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+    expect(app.isUnderPressure()).toBe(true)
+    expect(await admitted(app, 10, '/a')).toBe(3)
+  })
+})
