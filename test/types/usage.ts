@@ -2,7 +2,7 @@
 // every `@ts-expect-error` line must really be an error (tsc fails on an unused one).
 import Fastify, { type FastifyContextConfig, type FastifyRequest } from 'fastify'
 import { Cluster, Redis } from 'ioredis'
-import gcra, { fastifyGcra, type RateLimitInfo, type RateLimiter, type RateLimiterStats, type RouteRateLimitConfig } from '../../lib/index.js'
+import gcra, { fastifyGcra, type RateLimitInfo, type RateLimitSettlement, type RateLimiter, type RateLimiterStats, type RouteRateLimitConfig } from '../../lib/index.js'
 
 const app = Fastify()
 
@@ -68,3 +68,35 @@ await app.register(gcra, { tier: () => 5 })
 // @ts-expect-error consume resolves to a RateLimitInfo, not a number
 const n: number = app.rateLimiter.consume('k', ['1/minute'])
 void n
+
+// concurrency, settle and scale
+await app.register(gcra, { scale: () => 0.5, pressureScale: 0.5, concurrencyLeaseMs: 30_000 })
+const withSlots: RouteRateLimitConfig = {
+  limits: ['100/minute'],
+  cost: (req) => (req.body as { max: number }).max,
+  concurrency: { perCaller: 2, route: 8 },
+  tiers: { premium: { limits: ['500/minute'], concurrency: 4 } },
+  settle: (_req, reply) => Number(reply.getHeader('x-tokens')),
+  scale: () => 1,
+}
+void withSlots
+app.post('/gen', { config: { rateLimit: { concurrency: 2 } } }, async (_req, reply) => {
+  const settlement: RateLimitSettlement | null = reply.rateLimit
+  const after: RateLimitInfo | null = await settlement!.settle(12)
+  const charged: number = settlement!.charged
+  return { after, charged }
+})
+limiter.setScale(0.5)
+limiter.setScale(0.5, 'POST /gen')
+const scale: number = limiter.getScale('POST /gen')
+void scale
+const slots: number = stats.slotsHeld
+void slots
+// @ts-expect-error concurrency is a number or { perCaller?, route? }
+const badSlots: RouteRateLimitConfig = { concurrency: '2' }
+void badSlots
+// @ts-expect-error settle returns the actual cost, a number
+const badSettle: RouteRateLimitConfig = { settle: () => 'many' }
+void badSettle
+// @ts-expect-error reply.rateLimit is read-only
+app.get('/ro', async (_req, reply) => { reply.rateLimit = null })
