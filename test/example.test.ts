@@ -38,6 +38,24 @@ describe.each(storeCases)('example ML API on the $name store', (store) => {
     expect(premium.statusCode).toBe(200)
     expect(premium.json().predictions).toHaveLength(25)
     expect(premium.headers.ratelimit).toContain('"20/minute";r=75')
+    // 25 identical inputs are computed once: the charge is settled at 1, the rest refunded
+    expect(premium.json().cost).toBe(1)
+    const next = await app.inject(post('/predict', { input: [5.1, 3.5, 1.4, 0.2] }, 'demo-premium-key'))
+    expect(next.headers.ratelimit).toMatch(/"20\/minute";r=9[89];/)
+  })
+
+  it('runs one explain per caller at a time, and says so in RateLimit-Policy', async () => {
+    const app = await demo()
+    const res = await app.inject(post('/predict/explain', { input: [6.1, 2.8, 4.7, 1.2] }, 'demo-free-key'))
+    expect(res.headers['ratelimit-policy']).toContain('"concurrency";q=1;qu="concurrent-requests"')
+    expect(res.headers.ratelimit).toContain('"concurrency";r=0')
+  })
+
+  it('admits half the inference rate while the model warms up', async () => {
+    const { app } = await startDemo(store, {}, randomPrefix(), 60_000)
+    const codes = []
+    for (let i = 0; i < 12; i++) codes.push((await app.inject(post('/predict', { input: [5.1, 3.5, 1.4, 0.2] }, 'demo-free-key'))).statusCode)
+    expect(codes.filter(c => c === 200)).toHaveLength(10)
   })
 
   it('keeps the health check exempt and the heavy route strict', async () => {
@@ -63,7 +81,7 @@ describe.runIf(hasRedis)('example ML API instances on one Redis', () => {
 describe('npm run demo\'s server process', () => {
   it('says where it listens and which keys to try, serves, and closes cleanly on SIGTERM', async () => {
     const { spawn } = await import('node:child_process')
-    const child = spawn(process.execPath, ['bench/ml-api/server.js'], { env: { ...process.env, PORT: '0', REDIS_URL: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['bench/ml-api/server.js'], { env: { ...process.env, PORT: '0', REDIS_URL: '', WARMUP_MS: '0' }, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     child.stdout.on('data', (d: Buffer) => { out += d })
     const kill = setTimeout(() => child.kill('SIGKILL'), 20_000)

@@ -1,5 +1,6 @@
 // The example ML API: what a real inference service on fastify-gcra looks like.
 import Fastify from 'fastify'
+import underPressure from '@fastify/under-pressure'
 import gcra from 'fastify-gcra'
 import { Type } from '@sinclair/typebox'
 import { FEATURES, trainModel } from './model.js'
@@ -25,9 +26,20 @@ export const LIMITS = {
   global: ['200/day', '50/hour'],
 }
 
-export async function buildApp ({ redisUrl, logger = false, limits = LIMITS, prefix = 'ml-api' } = {}) {
+/** How many explain calls run at once: per caller, and on the whole service (its "GPU"). */
+export const EXPLAIN_SLOTS = { perCaller: 1, route: 4 }
+
+/**
+ * `warmupMs`: for this long after start the model is "warming up" and inference routes admit
+ * half their rate (tests start at full rate).
+ */
+export async function buildApp ({ redisUrl, logger = false, limits = LIMITS, prefix = 'ml-api', warmupMs = 0 } = {}) {
   const app = Fastify({ logger })
   const model = trainModel()
+
+  // Under pressure (event loop lagging), admit a quarter of the rates instead of failing
+  // every request with 503: the limiter sheds the load per caller, fairly.
+  await app.register(underPressure, { maxEventLoopDelay: 200, pressureHandler: () => undefined })
 
   // Identity first: an unknown key gets 401 before any inference or charge.
   app.addHook('onRequest', async (request, reply) => {
@@ -48,7 +60,9 @@ export async function buildApp ({ redisUrl, logger = false, limits = LIMITS, pre
     tiers: { free: 1, premium: 5 },
     limits: limits.other,
     global: limits.global,
+    pressureScale: 0.25,
   })
+
 
   app.get('/health', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))
 
@@ -62,13 +76,28 @@ export async function buildApp ({ redisUrl, logger = false, limits = LIMITS, pre
   app.post('/predict/batch', {
     schema: { body: Type.Object({ inputs: Type.Array(Flower, { minItems: 1, maxItems: MAX_BATCH }) }) },
     config: { rateLimit: { limits: limits.inference, scope: 'inference', cost: (request) => request.body.inputs.length } },
-  }, async (request) => ({ predictions: request.body.inputs.map(model.predict), cost: request.rateLimit?.cost }))
+  }, async (request, reply) => {
+    // charged up front at one unit per input; repeated inputs are computed once, and the
+    // charge is settled at what was computed (the duplicates are refunded)
+    const unique = new Map(request.body.inputs.map(input => [input.join(','), input]))
+    const results = new Map([...unique].map(([id, input]) => [id, model.predict(input)]))
+    await reply.rateLimit?.settle(unique.size)
+    return { predictions: request.body.inputs.map(input => results.get(input.join(','))), cost: unique.size }
+  })
 
   // The heavy one: many forest evaluations per call, so a stricter limit of its own.
   app.post('/predict/explain', {
     schema: { body: Type.Object({ input: Flower }) },
-    config: { rateLimit: { limits: limits.explain, tiers: { premium: limits.explainPremium } } },
+    config: { rateLimit: { limits: limits.explain, tiers: { premium: limits.explainPremium }, concurrency: EXPLAIN_SLOTS } },
   }, async (request) => model.explain(request.body.input))
+
+  // a model warming up admits half its rate (setScale names the routes' scope, once they exist)
+  if (warmupMs > 0) {
+    app.rateLimiter.setScale(0.5, 'inference')
+    const warm = setTimeout(() => app.rateLimiter.setScale(1, 'inference'), warmupMs)
+    warm.unref()
+    app.addHook('onClose', async () => clearTimeout(warm))
+  }
 
   return app
 }

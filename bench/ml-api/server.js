@@ -5,14 +5,15 @@ const port = Number(process.env.PORT ?? 3000)
 const host = process.env.HOST ?? '127.0.0.1'
 const redisUrl = process.env.REDIS_URL
 
-const app = await buildApp({ redisUrl, logger: { level: process.env.LOG_LEVEL ?? 'warn' } })
+const app = await buildApp({ redisUrl, logger: { level: process.env.LOG_LEVEL ?? 'warn' }, warmupMs: Number(process.env.WARMUP_MS ?? 10_000) })
 await app.listen({ port, host })
 
 const base = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${app.server.address().port}`
 console.log(`Example ML API listening on ${base} (store: ${redisUrl ? 'redis' : 'memory'})`)
 console.log('API keys (header x-api-key):')
 for (const [key, { tier }] of Object.entries(API_KEYS)) console.log(`  ${key}  (${tier})`)
-console.log(`No key: limited by client IP. Batches: up to ${MAX_BATCH} inputs, cost = inputs.`)
+console.log(`No key: limited by client IP. Batches: up to ${MAX_BATCH} inputs, charged per input, repeated inputs refunded.`)
+console.log('Inference admits half its rate while the model warms up (WARMUP_MS, 10 s), and a quarter under pressure.')
 console.log('Try:')
 console.log(`  curl -i ${base}/model`)
 console.log(`  curl -i -X POST ${base}/predict -H 'content-type: application/json' -H 'x-api-key: demo-free-key' -d '{"input":[5.1,3.5,1.4,0.2]}'`)
