@@ -55,6 +55,32 @@ describe.runIf(hasRedis)('redis store on Redis Cluster', () => {
     expect(perNode.flat()).toHaveLength(callers.length * 3)
   }, 30_000)
 
+  it('takes concurrency slots and settles costs on the Cluster: caller and route keys in their own slots', async () => {
+    const a = newApp()
+    await a.register(gcra, { store: { redis: connect() }, prefix: randomPrefix() })
+    let open!: () => void
+    const gate = new Promise<void>(resolve => { open = resolve })
+    a.post('/gen', { config: { rateLimit: { limits: ['100/minute'], cost: 50, concurrency: { perCaller: 1, route: 4 } } } }, async (_req, reply) => {
+      await gate
+      const info = await reply.rateLimit!.settle(5)
+      return { remaining: info?.remaining }
+    })
+    await a.ready()
+    const callers = Array.from({ length: 6 }, (_, i) => `10.8.0.${i}`)
+    const pending = [...callers, callers[0]!].map(remoteAddress => a.inject({ method: 'POST', url: '/gen', remoteAddress }))
+    await new Promise(resolve => setTimeout(resolve, 300))
+    open()
+    const codes = (await Promise.all(pending)).map(r => r.statusCode)
+    // 4 route slots: 4 served; the 2 other callers get 503; the repeat caller 429 or 503
+    expect(codes.filter(c => c === 200)).toHaveLength(4)
+    expect(codes.filter(c => c === 200 || c === 503 || c === 429)).toHaveLength(7)
+    for (const r of await Promise.all(pending)) if (r.statusCode === 200) expect(r.json().remaining).toBeGreaterThanOrEqual(95)
+    const deadline = Date.now() + 2000
+    while (a.rateLimiter.stats().slotsHeld > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+    expect(a.rateLimiter.stats().slotsHeld).toBe(0)
+    expect(a.logs.filter(l => l.level >= 50)).toEqual([])
+  }, 30_000)
+
   it('admits exactly the burst under 200 concurrent requests from two instances', async () => {
     const prefix = randomPrefix()
     const [a, b] = await Promise.all([app(prefix), app(prefix)])
