@@ -4,8 +4,10 @@
  * certain.
  *
  * Sound by construction: it keeps the TATs the store returned with the refusal and
- * decides with the pure GCRA. TATs in the store only grow (until a reset or a refund, which
- * both forget the caller here), so what these snapshots refuse, the store would refuse too. The store's clock is estimated from the
+ * decides with the pure GCRA. TATs in the store only grow, except by a reset (which forgets
+ * the caller here) or a refund (which every instance hears of, through the store's refund
+ * channel, and forgets the caller; the cache is off while that channel is down), so what
+ * these snapshots refuse, the store would refuse too. The store's clock is estimated from the
  * time the call was sent, which over-estimates it: a later clock can only admit more, so
  * the estimate errs towards asking the store, never towards a false refusal.
  */
@@ -37,6 +39,11 @@ export class DenyCache {
   /** Local clock of each caller's last reset: a refusal sent before it is stale. */
   readonly #resetAt = new Map<string, number>()
   #hits = 0
+  /**
+   * Off while this instance cannot hear other instances' refunds (a refund lowers TATs,
+   * so a remembered refusal is only sound while refunds reach it): remembers and refuses nothing.
+   */
+  #active = true
 
   constructor (maxCallers = 10_000) {
     this.#maxCallers = maxCallers
@@ -59,8 +66,19 @@ export class DenyCache {
     return n
   }
 
+  get active (): boolean {
+    return this.#active
+  }
+
+  /** Turn the cache on or off; either way it starts empty (refunds may have been missed). */
+  set active (on: boolean) {
+    this.#active = on
+    this.#entries.clear()
+  }
+
   /** Remember a refusal the store made. `sentAtUs`: the local clock when the call was sent. */
   remember (caller: string, setId: number, reply: StoreReply, sentAtUs: number): void {
+    if (!this.#active) return
     const resetAt = this.#resetAt.get(caller)
     if (resetAt !== undefined) {
       // decided before a reset that has deleted its buckets since: not true any more

@@ -160,10 +160,16 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
     if (plan.concurrency !== undefined && !caller.slotsAsked) {
       caller.slotsAsked = true
       // whatever ends the response (sent, aborted, timed out, an error) gives the slots back
-      reply.raw.once('close', () => {
+      const raw = reply.raw
+      raw.once('close', () => {
         caller.closed = true
         limiter.release(caller.slots)
       })
+      // closed already (the client left during an earlier hook): 'close' will not come again
+      if (raw.destroyed || raw.closed) {
+        caller.closed = true
+        return false
+      }
       return andThen(limiter.acquire(caller.key, plan.concurrency, caller.tier, plan.onStoreError), (slots) => withSlots(request, reply, charge, caller, slots))
     }
     return rate(request, reply, charge, caller)

@@ -126,13 +126,15 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
     // Redis that evicts keys silently resets limits: say so once, when the client is
     // ready (at most a second of start-up; a later answer is still reported)
     fastify.addHook('onReady', async () => {
+      // the deny cache starts once refunds from other instances can be heard
+      const listening = limiter.listen()
       const check = whenReady(client).then(() => evictionPolicies(client)).then((policies) => {
         const evicting = [...new Set(policies.filter(p => p !== 'noeviction'))]
         if (evicting.length > 0) {
           fastify.log.warn({ maxmemoryPolicy: evicting }, `fastify-gcra: Redis maxmemory-policy is ${evicting.join(', ')}, not noeviction: under memory pressure Redis may evict buckets, which resets those limits`)
         }
       }, () => {})
-      await within(check, 1000)
+      await within(Promise.all([listening, check]), 1000)
     })
   }
 

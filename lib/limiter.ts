@@ -20,6 +20,7 @@ import {
 } from './options.js'
 import { buildPolicy, buildSet, exceedsCapacity, GLOBAL_SCOPE, namedScope, type Policy, type PolicySet } from './policy.js'
 import { randomBytes } from 'node:crypto'
+import { CONCURRENCY } from './response.js'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { assertValid, LimitsSchema } from './schemas.js'
 import type { RateLimitStore, SlotReply, StoreReply } from './stores/store.js'
@@ -146,6 +147,32 @@ export class Limiter {
     this.#denyCache = this.#remote ? new DenyCache() : undefined
     // a store that (re)connects may hold other data than the refusals remembered from it
     if (this.#denyCache !== undefined) store.onReconnect?.(() => this.#denyCache!.clear())
+    // refusals are remembered only while refunds from other instances can be heard
+    if (this.#denyCache !== undefined) this.#denyCache.active = store.listenRefunds === undefined
+  }
+
+  /** The channel on which instances sharing a store tell each other of refunds. */
+  get #refundChannel (): string {
+    return `${this.#opts.prefix}:refunds`
+  }
+
+  /**
+   * Start hearing other instances' refunds (a remote store with a deny cache); the deny
+   * cache works while this listens. Resolves once subscribed.
+   */
+  listen (): Promise<void> {
+    const denyCache = this.#denyCache
+    if (denyCache === undefined || this.store.listenRefunds === undefined) return Promise.resolve()
+    let warned = false
+    return this.store.listenRefunds(
+      this.#refundChannel,
+      hashedKey => denyCache.forget(hashedKey),
+      (listening) => { if (denyCache.active !== listening) denyCache.active = listening },
+      (error) => {
+        if (!warned) this.#log.warn({ err: error }, 'fastify-gcra: the connection that hears refunds failed; refusals are not remembered locally until it is back')
+        warned = true
+      },
+    )
   }
 
   /** The breaker of the server (Cluster node) that holds a caller's keys; none for the memory store. */
@@ -162,10 +189,11 @@ export class Limiter {
    * scope must declare the same limits, or they would not share their buckets.
    */
   plan (label: string, scopeId: string, limits: readonly Limit[], routeTiers: ReadonlyMap<string, readonly Limit[]>, cost: CostSetting, withGlobal: boolean, where: string, programmatic = false, onStoreError: StoreErrorPolicy = this.#opts.onStoreError, extra: { concurrency?: ConcurrencySettings, settle?: SettleFunction, scale?: ScaleFunction } = {}): RoutePlan {
-    const signature = JSON.stringify([limits, [...routeTiers]])
+    const concurrency = extra.concurrency === undefined ? null : [extra.concurrency.perCaller, extra.concurrency.route, [...extra.concurrency.tiers]]
+    const signature = JSON.stringify([limits, [...routeTiers], concurrency])
     const known = programmatic ? undefined : this.#scopes.get(scopeId)
     if (known !== undefined && known !== signature) {
-      throw new FST_GCRA_INVALID_OPTION(where, `the same limits and tier limits as the other routes of scope '${scopeId.replace(/^\w+:/, '')}'`, 'different ones')
+      throw new FST_GCRA_INVALID_OPTION(where, `the same limits, tier limits and concurrency as the other routes of scope '${scopeId.replace(/^\w+:/, '')}'`, 'different ones')
     }
     const fixed = typeof cost === 'number' ? cost : undefined
     const global = withGlobal ? this.#opts.global : []
@@ -178,7 +206,10 @@ export class Limiter {
         throw new FST_GCRA_INVALID_OPTION(where, 'at least one limit: the route\'s own, the plugin\'s limits or global (or a concurrency limit)', 'none')
       }
       const names = new Set<string>()
+      // the concurrency limit has its own item in the rate-limit fields
+      if (extra.concurrency !== undefined) names.add(CONCURRENCY)
       for (const p of policies) {
+        if (p.name === CONCURRENCY && extra.concurrency !== undefined) throw new FST_GCRA_INVALID_OPTION(where, `limit names other than '${CONCURRENCY}' on a route with a concurrency limit`, `'${CONCURRENCY}'`)
         if (names.has(p.name)) throw new FST_GCRA_INVALID_OPTION(where, 'limit names distinct from the global limits\' names', `'${p.name}' twice`)
         names.add(p.name)
       }
@@ -317,7 +348,12 @@ export class Limiter {
     }
     if (held.store !== this.store) return local()
     return andThen(this.#remoteCall(key, () => this.store.acquire(key, limit, held.token, this.#opts.concurrencyLeaseMs)), (reply) => {
-      if (reply === undefined) return local()
+      if (reply === undefined) {
+        // a call that timed out may still take the slot in the store: take it back (ZREM by
+        // token is idempotent, and runs after the acquire on the same connection)
+        this.#background(() => this.store.release(key, held.token), 'debug', 'fastify-gcra: a concurrency slot could not be released; its lease ends it')
+        return local()
+      }
       if (reply.acquired) held.keys.push(key)
       return reply
     })
@@ -427,9 +463,17 @@ export class Limiter {
     const keys = this.#keys(hashedKey, set)
     const store = local ? this.#fallbackStore() : this.store
     const call = (): MaybePromise<StoreReply> => store.adjust(keys, set.capacitiesUs, deltas)
+    const refund = deltas.some(d => d < 0)
+    // a refund may make room where a remembered refusal says there is none: forget them
+    // here before and after it (a call that times out may still be applied), and tell the
+    // other instances
+    if (refund && !local) this.#denyCache?.forget(hashedKey)
     return andThen(local ? call() : this.#remoteCall(keys[0]!, call), (reply) => {
-      // a refund may make room where a remembered refusal says there is none
-      if (reply !== undefined && !local) this.#denyCache?.forget(hashedKey)
+      if (refund && !local) {
+        this.#denyCache?.forget(hashedKey)
+        const publish = this.store.publishRefund
+        if (publish !== undefined) this.#background(() => publish.call(this.store, this.#refundChannel, hashedKey), 'debug', 'fastify-gcra: a refund could not be announced to other instances')
+      }
       return reply
     })
   }
@@ -604,8 +648,9 @@ export class Limiter {
       },
       getScale: (target?: string): number => {
         if (target === undefined) return this.#appScale
-        const scopeId = this.#scaleTargets.get(target)
-        return scopeId === undefined ? 1 : this.#scopeScales.get(scopeId) ?? 1
+        const scopeId = typeof target === 'string' ? this.#scaleTargets.get(target) : undefined
+        if (scopeId === undefined) throw new FST_GCRA_INVALID_OPTION('rateLimiter.getScale(target)', 'a limited route (\'POST /predict\') or a scope name', typeof target === 'string' ? `'${target.slice(0, 64)}'` : describeKind(target))
+        return this.#scopeScales.get(scopeId) ?? 1
       },
       stats: (): RateLimiterStats => {
         const memory = this.store instanceof MemoryStore ? this.store : undefined

@@ -8,6 +8,8 @@ import type { PolicySet } from './policy.js'
 import type { PolicyState, RateLimitContext, RateLimitInfo } from './types.js'
 
 export const QUOTA_EXCEEDED = 'https://iana.org/assignments/http-problem-types#quota-exceeded'
+/** Draft-10's problem type for a service that can serve less than usual for now. */
+export const TEMPORARY_REDUCED_CAPACITY = 'https://iana.org/assignments/http-problem-types#temporary-reduced-capacity'
 const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
 
 const seconds = (ms: number): number => Math.ceil(ms / 1000)
@@ -128,8 +130,8 @@ export function concurrencyInfo (limit: number, tier: string | null): RateLimitI
 /** 503: the route holds as many requests as it can serve (its `concurrency.route`). */
 export function sendRouteBusy (reply: FastifyReply, limit: number): void {
   reply.code(503).header('retry-after', 1).type(PROBLEM_JSON).send({
-    type: 'about:blank',
-    title: 'Service Unavailable',
+    type: TEMPORARY_REDUCED_CAPACITY,
+    title: 'Temporary reduced capacity',
     status: 503,
     detail: `This route is serving as many requests as it can (${limit} at once). Retry in 1 second.`,
   })

@@ -136,9 +136,9 @@ describe.each(storeCases)('concurrency limits ($name)', (store: StoreCase) => {
 })
 
 /** A listening app, for what only a real socket does: aborts and timeouts. */
-async function listening (store: StoreCase, serverOptions: Parameters<typeof Fastify>[0], route: (app: FastifyInstance) => void): Promise<{ app: FastifyInstance, url: string }> {
+async function listening (store: StoreCase, serverOptions: Parameters<typeof Fastify>[0], route: (app: FastifyInstance) => void, prefix = randomPrefix()): Promise<{ app: FastifyInstance, url: string }> {
   const app = Fastify(serverOptions)
-  await app.register(gcra, store.options())
+  await app.register(gcra, { ...store.options(), prefix })
   route(app)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address() as { port: number }
@@ -146,11 +146,15 @@ async function listening (store: StoreCase, serverOptions: Parameters<typeof Fas
 }
 
 describe.each(storeCases)('slots over a real socket ($name)', (store) => {
+  /** No slot left in Redis under `prefix` (trivially true for the memory store). */
+  const noSlotKeys = async (prefix: string): Promise<boolean> => store.name !== 'redis' || (await redisClient().keys(`${prefix}:*slots`)).length === 0
+
   it('gives the slot back when the client aborts, while the handler still runs', async () => {
     const g = gate()
+    const prefix = randomPrefix()
     const { app, url } = await listening(store, {}, (a) => {
       a.get('/gen', { config: { rateLimit: { concurrency: 1 } } }, async () => { await g.wait(); return ok() })
-    })
+    }, prefix)
     try {
       const abort = new AbortController()
       const first = fetch(`${url}/gen`, { signal: abort.signal }).catch((error: unknown) => error)
@@ -158,6 +162,7 @@ describe.each(storeCases)('slots over a real socket ($name)', (store) => {
       abort.abort()
       await first
       await eventually(() => app.rateLimiter.stats().slotsHeld === 0)
+      await eventually(() => noSlotKeys(prefix))
       const second = fetch(`${url}/gen`)
       await eventually(() => app.rateLimiter.stats().slotsHeld === 1)
       g.open()
@@ -170,14 +175,16 @@ describe.each(storeCases)('slots over a real socket ($name)', (store) => {
 
   it('gives the slot back when the connection times out', async () => {
     const g = gate()
+    const prefix = randomPrefix()
     const { app, url } = await listening(store, { connectionTimeout: 200 }, (a) => {
       a.get('/gen', { config: { rateLimit: { concurrency: 1 } } }, async () => { await g.wait(); return ok() })
-    })
+    }, prefix)
     try {
       const first = fetch(`${url}/gen`).catch((error: unknown) => error)
       await eventually(() => app.rateLimiter.stats().slotsHeld === 1)
       expect(await first).toBeInstanceOf(Error)
       await eventually(() => app.rateLimiter.stats().slotsHeld === 0)
+      await eventually(() => noSlotKeys(prefix))
     } finally {
       g.open()
       await app.close()
@@ -240,5 +247,62 @@ describe.runIf(hasRedis)('concurrency slots in Redis', () => {
       expect((await app.inject(from('10.0.0.1'))).statusCode).toBe(status)
     }
     expect(redisUrl).not.toBe('')
+  })
+})
+
+describe('concurrency settings are checked at registration', () => {
+  it('routes of one scope must agree on concurrency, and no limit may be named "concurrency"', async () => {
+    const app = newApp()
+    await app.register(gcra)
+    app.get('/a', { config: { rateLimit: { limits: ['10/minute'], scope: 's', concurrency: 1 } } }, ok)
+    expect(() => app.get('/b', { config: { rateLimit: { limits: ['10/minute'], scope: 's', concurrency: 5 } } }, ok))
+      .toThrow("expected the same limits, tier limits and concurrency as the other routes of scope 's'")
+    expect(() => app.get('/c', { config: { rateLimit: { limits: [{ max: 5, per: '1 minute', name: 'concurrency' }], concurrency: 2 } } }, ok))
+      .toThrow("expected limit names other than 'concurrency' on a route with a concurrency limit")
+  })
+})
+
+describe.each(storeCases)('slots are never left behind ($name)', (store) => {
+  /** Slot keys still in Redis under `prefix` (none for the memory store). */
+  const slotKeys = async (prefix: string): Promise<string[]> => store.name === 'redis' ? redisClient().keys(`${prefix}:*slots`) : []
+
+  it('when the client leaves during an earlier hook, before the slot is asked for', async () => {
+    const prefix = randomPrefix()
+    const app = Fastify()
+    await app.register(gcra, { ...store.options(), prefix })
+    app.addHook('onRequest', async () => { await tick(150) })
+    app.get('/gen', { config: { rateLimit: { concurrency: 1 } } }, ok)
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/gen`
+    try {
+      const abort = new AbortController()
+      const first = fetch(url, { signal: abort.signal }).catch((error: unknown) => error)
+      await tick(40)
+      abort.abort()
+      await first
+      await tick(250)
+      expect(app.rateLimiter.stats().slotsHeld).toBe(0)
+      expect(await slotKeys(prefix)).toEqual([])
+      expect((await fetch(url)).status).toBe(200)
+    } finally {
+      await app.close()
+    }
+  })
+
+  it.runIf(store.name === 'redis')('when a slot request times out but still reaches Redis', async () => {
+    const prefix = randomPrefix()
+    const client = redisClient()
+    const app = newApp()
+    await app.register(gcra, { store: { redis: client }, prefix, storeTimeoutMs: 50, onStoreError: 'allow' })
+    app.get('/gen', { config: { rateLimit: { concurrency: 1 } } }, ok)
+    await app.ready()
+    // the script runs at once in Redis; its answer arrives after the timeout
+    const scripts = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+    const acquire = scripts.fastifyGcraAcquireV1!
+    scripts.fastifyGcraAcquireV1 = (...args: unknown[]) => acquire.apply(client, args).then(async (reply) => { await tick(150); return reply })
+    expect((await app.inject(from('10.0.0.1'))).statusCode).toBe(200)
+    await eventually(async () => (await slotKeys(prefix)).length === 0)
+    scripts.fastifyGcraAcquireV1 = acquire
+    expect((await app.inject(from('10.0.0.1'))).statusCode).toBe(200)
   })
 })

@@ -239,3 +239,39 @@ describe.runIf(hasRedis)('settle and the local deny cache', () => {
     expect((await app.inject('/gen')).statusCode).toBe(200)
   })
 })
+
+describe.runIf(hasRedis)('refunds reach the deny cache of every instance', () => {
+  it('a refund on one instance clears a refusal another instance remembered', async () => {
+    const prefix = randomPrefix()
+    const [store] = storeCases.filter(s => s.name === 'redis')
+    const apps = await Promise.all([0, 1].map(() => appWith(store!, { prefix })))
+    let release!: () => void
+    const held = new Promise<void>(resolve => { release = resolve })
+    for (const app of apps) {
+      app.get('/gen', { config: { rateLimit: { limits: ['10/minute'], cost: 10 } } }, async (request, reply) => {
+        if (request.headers['x-hold'] === '1') await held
+        await reply.rateLimit!.settle(0)
+        return ok()
+      })
+      await app.ready()
+    }
+    const [a, b] = apps as [typeof apps[0], typeof apps[0]]
+    const first = a.inject({ url: '/gen', headers: { 'x-hold': '1' } })
+    await new Promise(resolve => setTimeout(resolve, 100))
+    // b is refused, and remembers it
+    expect((await b.inject('/gen')).statusCode).toBe(429)
+    expect((await b.inject('/gen')).statusCode).toBe(429)
+    expect(b.rateLimiter.stats().denyCacheHits).toBe(1)
+    release()
+    expect((await first).statusCode).toBe(200)
+    // a refunded everything: b hears of it and asks Redis again
+    const deadline = Date.now() + 1000
+    let status = 429
+    while (status === 429 && Date.now() < deadline) {
+      await new Promise(resolve => setTimeout(resolve, 20))
+      status = (await b.inject('/gen')).statusCode
+    }
+    expect(status).toBe(200)
+    expect(b.rateLimiter.stats().denyCacheHits).toBe(1)
+  })
+})

@@ -53,6 +53,8 @@ export const OWN_CLIENT_OPTIONS: RedisOptions = {
 export class RedisStore implements RateLimitStore {
   readonly client: Redis | Cluster
   readonly #owns: boolean
+  /** The connection that hears refunds (subscribed: it can carry nothing else). */
+  #subscriber: Redis | Cluster | undefined
 
   constructor (client: Redis | Cluster, ownsClient: boolean) {
     this.client = client
@@ -99,6 +101,34 @@ export class RedisStore implements RateLimitStore {
     await this.client.zrem(key, token)
   }
 
+  async publishRefund (channel: string, hashTag: string): Promise<void> {
+    await this.client.publish(channel, hashTag)
+  }
+
+  /**
+   * Hear refunds on `channel`, on a connection of its own (a copy of the client's settings).
+   * `onState(true)` once subscribed (again after each reconnect), `onState(false)` whenever
+   * the connection drops: refunds sent meanwhile are missed.
+   */
+  listenRefunds (channel: string, onRefund: (hashTag: string) => void, onState: (listening: boolean) => void, onError: (error: unknown) => void): Promise<void> {
+    const override = { enableOfflineQueue: true, lazyConnect: false, autoResubscribe: false, maxRetriesPerRequest: null, connectionName: 'fastify-gcra-refunds' }
+    const sub = isCluster(this.client)
+      ? this.client.duplicate(undefined, { redisOptions: { ...this.client.options.redisOptions, ...override } })
+      : this.client.duplicate(override)
+    this.#subscriber = sub
+    sub.on('error', onError)
+    sub.on('message', (from: string, message: string) => { if (from === channel) onRefund(message) })
+    const subscribe = (): Promise<void> => (sub.subscribe(channel) as Promise<unknown>).then(() => onState(true), (error: unknown) => {
+      onState(false)
+      onError(error)
+    })
+    sub.on('close', () => onState(false))
+    // the copy connects asynchronously: its first 'ready' comes after these listeners exist
+    return new Promise<void>((resolve) => {
+      sub.on('ready', () => { void subscribe().then(resolve) })
+    })
+  }
+
   #call (name: string, args: Array<string | number>): Promise<unknown> {
     const client = this.client as unknown as ScriptClient
     return client[name]!.apply(client, args)
@@ -119,6 +149,9 @@ export class RedisStore implements RateLimitStore {
   }
 
   async close (): Promise<void> {
+    // the refunds connection is always the store's own
+    this.#subscriber?.disconnect()
+    this.#subscriber = undefined
     if (!this.#owns) return
     // QUIT waits for the server: a hung one must not hold the app's shutdown
     let timer: NodeJS.Timeout | undefined

@@ -46,6 +46,10 @@ export interface RateLimitStore {
   renew(keys: readonly string[], tokens: readonly string[], leaseMs: number): void | Promise<void>
   /** Give a slot back. Releasing a slot that is not held does nothing. */
   release(key: string, token: string): void | Promise<void>
+  /** Tell every instance sharing the store that `hashTag`'s buckets got a refund. */
+  publishRefund?(channel: string, hashTag: string): Promise<void>
+  /** Hear refunds from other instances; `onState` says whether they can be heard now. */
+  listenRefunds?(channel: string, onRefund: (hashTag: string) => void, onState: (listening: boolean) => void, onError: (error: unknown) => void): Promise<void>
   /** Forget these buckets. */
   delete(keys: readonly string[]): void | Promise<void>
   /** Release what the store owns (timers, connections it opened). */
