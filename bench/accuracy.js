@@ -84,7 +84,7 @@ async function boundary (limiter, redisPort) {
 }
 
 export async function run ({ quick }) {
-  const duration = quick ? 3 : 10
+  const duration = quick ? 2 : 10
   const redis = await startRedis()
   const admin = new Redis({ port: redis.port, host: '127.0.0.1' })
   const hammered = []

@@ -17,7 +17,7 @@ const EXHAUST_PER_KEY = 12
 
 export async function run ({ quick }) {
   const rounds = quick ? 1 : 2
-  const duration = quick ? 2 : 4
+  const duration = quick ? 1.5 : 4
   const limiters = quick ? LIMITERS.slice(0, 3) : LIMITERS
   const redis = await startRedis()
   const admin = new Redis({ port: redis.port, host: '127.0.0.1' })

@@ -23,7 +23,7 @@ const CONNECTIONS = 10
 
 export async function run ({ quick, profile }) {
   const rounds = quick ? 1 : 4
-  const duration = quick ? 1.5 : 4
+  const duration = quick ? 1.2 : 4
   const keyModes = [1, 10_000]
   const redis = await startRedis()
   const admin = new Redis({ port: redis.port, host: '127.0.0.1', lazyConnect: true })
