@@ -1,6 +1,12 @@
 /**
- * The embedded store: bucket TATs in a Map, bounded by `maxKeys`. The Map's order is the
- * order of last write, so its head is the least recently charged bucket.
+ * The embedded store: bucket TATs in a Map, bounded by `maxKeys`, with the buckets chained
+ * in the order of their last write, so the head of the chain is the least recently
+ * charged bucket.
+ *
+ * The order is a linked list rather than the Map's own insertion order: keeping that order
+ * up to date takes a delete and a set per write, and every delete leaves a hole that each
+ * later walk from the Map's head steps over, until V8 rehashes the table. With a full store
+ * under a flood of new identities, that made a decision cost tens of µs.
  */
 import { adjustTat, decide } from '../gcra.js'
 import type { RateLimitStore, SlotReply, StoreReply } from './store.js'
@@ -22,13 +28,27 @@ export interface MemoryStoreOptions {
 // evicts a live one: bounded, so a full store never makes one request slow.
 const SWEEP = 64
 
+/** One bucket, linked into the order of last write. */
+interface Entry {
+  readonly key: string
+  tatUs: number
+  /** Written before this one (towards the head), or null. */
+  older: Entry | null
+  /** Written after this one (towards the tail), or null. */
+  newer: Entry | null
+}
+
 export class MemoryStore implements RateLimitStore {
-  readonly #tats = new Map<string, number>()
+  readonly #entries = new Map<string, Entry>()
   /** Concurrency slots held, per key: the process holds them, so no lease is needed. */
   readonly #slots = new Map<string, Set<string>>()
   readonly #maxKeys: number
   readonly #clock: () => number
   #evictedLive = 0
+  /** The least recently charged bucket. */
+  #head: Entry | null = null
+  /** The most recently charged bucket. */
+  #tail: Entry | null = null
 
   constructor (options: MemoryStoreOptions = {}) {
     this.#maxKeys = options.maxKeys ?? 100_000
@@ -37,7 +57,7 @@ export class MemoryStore implements RateLimitStore {
 
   /** Buckets held now (expired ones included until they are swept). */
   get size (): number {
-    return this.#tats.size
+    return this.#entries.size
   }
 
   /** Live buckets (TAT still ahead) evicted because the store was full: each lost some state. */
@@ -49,7 +69,7 @@ export class MemoryStore implements RateLimitStore {
     const nowUs = this.#clock()
     const n = keys.length
     const stored = new Array<number | undefined>(n)
-    for (let i = 0; i < n; i++) stored[i] = this.#tats.get(keys[i]!)
+    for (let i = 0; i < n; i++) stored[i] = this.#entries.get(keys[i]!)?.tatUs
     const tatsUs = new Array<number>(n)
     const allowed = decide(stored, capacitiesUs, incrementsUs, nowUs, tatsUs, charge)
     if (allowed && charge) {
@@ -63,9 +83,9 @@ export class MemoryStore implements RateLimitStore {
     const tatsUs = new Array<number>(keys.length)
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i]!
-      const tat = adjustTat(this.#tats.get(key), nowUs, capacitiesUs[i]!, deltasUs[i]!)
+      const tat = adjustTat(this.#entries.get(key)?.tatUs, nowUs, capacitiesUs[i]!, deltasUs[i]!)
       if (tat <= nowUs) {
-        this.#tats.delete(key)
+        this.delete([key])
         tatsUs[i] = nowUs
       } else {
         this.#write(key, tat, nowUs)
@@ -100,30 +120,64 @@ export class MemoryStore implements RateLimitStore {
   }
 
   delete (keys: readonly string[]): void {
-    for (const key of keys) this.#tats.delete(key)
+    for (const key of keys) {
+      const entry = this.#entries.get(key)
+      if (entry === undefined) continue
+      this.#unlink(entry)
+      this.#entries.delete(key)
+    }
   }
 
   close (): void {
-    this.#tats.clear()
+    this.#entries.clear()
     this.#slots.clear()
+    this.#head = this.#tail = null
   }
 
   #write (key: string, tatUs: number, nowUs: number): void {
-    const tats = this.#tats
-    if (!tats.delete(key) && tats.size >= this.#maxKeys) this.#evict(nowUs)
-    tats.set(key, tatUs)
+    let entry = this.#entries.get(key)
+    if (entry === undefined) {
+      if (this.#entries.size >= this.#maxKeys) this.#evict(nowUs)
+      entry = { key, tatUs, older: null, newer: null }
+      this.#entries.set(key, entry)
+    } else {
+      entry.tatUs = tatUs
+      if (entry === this.#tail) return
+      this.#unlink(entry)
+    }
+    this.#append(entry)
+  }
+
+  #append (entry: Entry): void {
+    entry.older = this.#tail
+    entry.newer = null
+    if (this.#tail === null) this.#head = entry
+    else this.#tail.newer = entry
+    this.#tail = entry
+  }
+
+  #unlink (entry: Entry): void {
+    if (entry.older === null) this.#head = entry.newer
+    else entry.older.newer = entry.newer
+    if (entry.newer === null) this.#tail = entry.older
+    else entry.newer.older = entry.older
+    entry.older = entry.newer = null
+  }
+
+  #remove (entry: Entry): void {
+    this.#unlink(entry)
+    this.#entries.delete(entry.key)
   }
 
   #evict (nowUs: number): void {
-    const tats = this.#tats
-    let looked = 0
-    for (const [key, tat] of tats) {
-      if (tat <= nowUs) tats.delete(key)
-      if (++looked === SWEEP) break
+    let entry = this.#head
+    for (let looked = 0; entry !== null && looked < SWEEP; looked++) {
+      const next = entry.newer
+      if (entry.tatUs <= nowUs) this.#remove(entry)
+      entry = next
     }
-    if (tats.size >= this.#maxKeys) {
-      const oldest = tats.keys().next().value as string
-      tats.delete(oldest)
+    if (this.#entries.size >= this.#maxKeys && this.#head !== null) {
+      this.#remove(this.#head)
       this.#evictedLive++
     }
   }

@@ -50,6 +50,38 @@ describe('memory store', () => {
     expect(store.decide(['new-1'], [D], [5_000_000], false).allowed).toBe(false)
   })
 
+  it('keeps the order of last charge when the same keys are charged again in a row', () => {
+    let now = 1_000_000_000
+    const store = new MemoryStore({ maxKeys: 3, clock: () => now })
+    const pair = (inc: number) => store.decide(['x', 'y'], [D, D], [inc, inc], true)
+    charge(store, 'a')
+    pair(1_000_000)
+    pair(1_000_000)
+    charge(store, 'a')
+    charge(store, 'a')
+    // x is now the least recently charged: it goes first, then y
+    charge(store, 'b')
+    expect(store.decide(['x'], [D], [5_000_000], false).allowed).toBe(true)
+    expect(store.decide(['y'], [D], [4_000_000], false).allowed).toBe(false)
+    charge(store, 'c')
+    expect(store.decide(['y'], [D], [5_000_000], false).allowed).toBe(true)
+    expect(store.decide(['a'], [D], [3_000_000], false).allowed).toBe(false)
+    expect(store.evictedLive).toBe(2)
+  })
+
+  it('forgets a deleted bucket even when it was the last one charged', () => {
+    const now = 1_000_000_000
+    const store = new MemoryStore({ maxKeys: 10, clock: () => now })
+    charge(store, 'a')
+    store.delete(['a'])
+    expect(store.size).toBe(0)
+    charge(store, 'a')
+    charge(store, 'a')
+    expect(store.size).toBe(1)
+    expect(store.decide(['a'], [D], [3_000_000], false).allowed).toBe(true)
+    expect(store.decide(['a'], [D], [4_000_000], false).allowed).toBe(false)
+  })
+
   it('keeps a recently charged bucket over one charged long ago', () => {
     let now = 1_000_000_000
     const store = new MemoryStore({ maxKeys: 2, clock: () => now })

@@ -1,0 +1,94 @@
+// An app server for the benchmarks, in a process of its own. argv[2] (JSON):
+//   limiter  'bare' | 'frl-memory' | 'frl-redis' | 'frl-redis-pipe' | 'gcra-memory' | 'gcra-redis' | 'gcra-redis-pipe'
+//   app      'overhead' (GET /, admits everything) | 'attack' (GET /good admits, GET /bad 10/minute)
+//            | 'accuracy' (GET /, 100/second, burst 20 for GCRA; a 1 s window of 100 for @fastify/rate-limit)
+//   redisPort  the private Redis, for the Redis limiters
+//   record   keep the times of admitted requests (accuracy)
+// Tells the parent { port } over IPC once listening; answers { type: 'report' } with what it recorded.
+import Fastify from 'fastify'
+import rateLimit from '@fastify/rate-limit'
+import { Redis } from 'ioredis'
+import gcra from '../../dist/esm/index.js'
+import { RedisStore } from '../../dist/esm/stores/redis.js'
+
+const config = JSON.parse(process.argv[2])
+const { limiter, app: kind = 'overhead', redisPort, record = false } = config
+const nowUs = () => Math.floor((performance.timeOrigin + performance.now()) * 1000)
+const identity = (req) => req.headers['x-api-key'] ?? req.ip
+
+// admitted requests: local clock (all limiters) and, for fastify-gcra on Redis, the Redis clock of the decision
+const admittedUs = []
+const admittedRedisUs = []
+if (record && limiter.startsWith('gcra-redis')) {
+  const decide = RedisStore.prototype.decide
+  RedisStore.prototype.decide = async function (keys, capacitiesUs, incrementsUs, charge) {
+    const reply = await decide.call(this, keys, capacitiesUs, incrementsUs, charge)
+    if (charge && reply.allowed) admittedRedisUs.push(reply.nowUs)
+    return reply
+  }
+}
+
+async function redisClient (pipelined, safe) {
+  const client = new Redis({
+    host: '127.0.0.1',
+    port: redisPort,
+    ...(pipelined ? { enableAutoPipelining: true } : {}),
+    // what the plugin's README recommends for a client of one's own
+    ...(safe ? { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 1 } : {}),
+  })
+  if (client.status !== 'ready') await new Promise((resolve, reject) => { client.once('ready', resolve); client.once('error', reject) })
+  return client
+}
+
+// the limits of each app, in each plugin's terms
+const LIMITS = {
+  overhead: { '/': { gcra: { max: 1_000_000, per: '1 second' }, frl: { max: 1_000_000_000, timeWindow: 60_000 } } },
+  attack: {
+    '/good': { gcra: { max: 1_000_000, per: '1 second' }, frl: { max: 1_000_000_000, timeWindow: 60_000 } },
+    '/bad': { gcra: { max: 10, per: '1 minute' }, frl: { max: 10, timeWindow: 60_000 } },
+  },
+  accuracy: { '/': { gcra: { max: 100, per: '1 second', burst: 20 }, frl: { max: 100, timeWindow: 1000 } } },
+}
+
+const app = Fastify({ logger: false })
+let client
+if (limiter.startsWith('frl-')) {
+  const options = { global: false, keyGenerator: identity, cache: 20_000 }
+  if (limiter !== 'frl-memory') options.redis = client = await redisClient(limiter === 'frl-redis-pipe', false)
+  await app.register(rateLimit, options)
+} else if (limiter.startsWith('gcra-')) {
+  const store = limiter === 'gcra-memory' ? 'memory' : { redis: client = await redisClient(limiter === 'gcra-redis-pipe', true) }
+  await app.register(gcra, { store, key: identity })
+} else if (limiter !== 'bare') {
+  throw new Error(`unknown limiter ${limiter}`)
+}
+
+if (record) {
+  app.addHook('preHandler', (req, reply, done) => { admittedUs.push(nowUs()); done() })
+}
+
+for (const [url, limits] of Object.entries(LIMITS[kind])) {
+  const rateLimitConfig = limiter.startsWith('frl-') ? { rateLimit: limits.frl } : limiter.startsWith('gcra-') ? { rateLimit: { limits: [limits.gcra] } } : {}
+  app.get(url, { config: rateLimitConfig }, async () => ({ hello: 'world' }))
+}
+
+await app.listen({ port: 0, host: '127.0.0.1' })
+process.send({ port: app.server.address().port })
+
+let closing = false
+async function close () {
+  if (closing) return
+  closing = true
+  setTimeout(() => process.exit(1), 3000).unref()
+  await app.close()
+  client?.disconnect()
+  process.exit(0)
+}
+
+process.on('message', (message) => {
+  if (message?.type !== 'report') return
+  process.send({ admittedUs, admittedRedisUs, stats: app.rateLimiter?.stats() ?? null })
+})
+process.once('SIGTERM', close)
+process.once('SIGINT', close)
+process.once('disconnect', close)
