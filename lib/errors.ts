@@ -77,3 +77,10 @@ export function describe (value: unknown): string {
   }
   return text.length > 80 ? `${text.slice(0, 77)}...` : text
 }
+
+/** `options.metrics` is on, but the optional peer dependency prom-client cannot be loaded. */
+export const FST_GCRA_NO_PROM_CLIENT = createError<[string, { cause: unknown }?]>(
+  'FST_GCRA_NO_PROM_CLIENT',
+  'fastify-gcra: options.metrics needs prom-client, an optional peer dependency: npm install prom-client@15 (%s)',
+  500,
+)

@@ -7,6 +7,8 @@ import fp from 'fastify-plugin'
 import { kCaller, routeHooks } from './hooks.js'
 import { Limiter } from './limiter.js'
 import { normaliseOptions, normaliseRouteConfig, type FastifyGcraOptions, type NormalisedOptions } from './options.js'
+import { setUpObservers } from './observe.js'
+import { observeRoute } from './outcome.js'
 import { namedScope, routeScope } from './policy.js'
 import { MemoryStore } from './stores/memory.js'
 import { evictionPolicies, RedisStore, riskyClientSettings } from './stores/redis.js'
@@ -55,6 +57,7 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
   fastify.decorateRequest('rateLimitTier', null)
   fastify.decorateRequest(kCaller, null)
   fastify.decorate('rateLimiter', limiter.api())
+  const sinks = await setUpObservers(fastify, options, limiter)
 
   // The HEAD route Fastify adds for a GET route is a copy of its options, handler included;
   // it shares the GET route's buckets. handler → place → scope id of the GET route.
@@ -87,6 +90,7 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
     const hooks = routeHooks(limiter, options, plan)
     if (hooks.onRequest !== undefined) route.onRequest = appendHook(route.onRequest as HookList, hooks.onRequest) as RouteOptions['onRequest']
     if (hooks.preHandler !== undefined) route.preHandler = appendHook(route.preHandler, hooks.preHandler) as RouteOptions['preHandler']
+    if (sinks.length > 0) route.onResponse = appendHook(route.onResponse, observeRoute(label, plan.onStoreError, options.tiers, sinks)) as RouteOptions['onResponse']
   })
 
   if (store instanceof RedisStore) {
@@ -127,11 +131,12 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
 export const fastifyGcra = fp(plugin, { fastify: '5.x', name: 'fastify-gcra' })
 export default fastifyGcra
 
-export { FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_TIER, FST_GCRA_STORE_REPLY, FST_GCRA_STORE_TIMEOUT, FST_GCRA_STORE_UNAVAILABLE } from './errors.js'
+export { FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_TIER, FST_GCRA_NO_PROM_CLIENT, FST_GCRA_STORE_REPLY, FST_GCRA_STORE_TIMEOUT, FST_GCRA_STORE_UNAVAILABLE } from './errors.js'
 export { ipIdentity, hashIdentity } from './identity.js'
 export { parseDuration, parseLimitString, type Limit, type LimitObject, type LimitSpec } from './limit.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { RedisStore } from './stores/redis.js'
 export type { RateLimitStore, StoreReply } from './stores/store.js'
-export type { CostSetting, FastifyGcraOptions, RouteRateLimitConfig } from './options.js'
+export type { CostSetting, FastifyGcraOptions, LogRefusalsOptions, MetricsOptions, MetricsRegistry, RouteRateLimitConfig } from './options.js'
+export type { RequestOutcome } from './outcome.js'
 export type { ConsumeOptions, PolicyState, RateLimitContext, RateLimitInfo, RateLimiter, RateLimiterStats } from './types.js'

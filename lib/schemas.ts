@@ -52,6 +52,28 @@ const OnStoreError = Type.Union([Type.Literal('allow'), Type.Literal('deny'), Ty
   description: "'allow', 'deny' or 'local'",
 })
 
+// Prometheus metric and label names: [a-zA-Z_:][a-zA-Z0-9_:]*; a prefix may also be empty
+const METRIC_PREFIX = '^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$'
+
+export const MetricsSchema = Type.Union([
+  Type.Boolean(),
+  Type.Object({
+    registry: Type.Optional(Type.Object({}, { description: 'a prom-client Registry' })),
+    prefix: Type.Optional(Type.String({ pattern: METRIC_PREFIX, description: "a metric name prefix: letters, digits, '_' and ':', not starting with a digit" })),
+    route: Type.Optional(Type.Union([Type.String({ pattern: '^/', description: "a URL path starting with '/'" }), Type.Literal(false)], {
+      description: "a URL path starting with '/', or false",
+    })),
+  }, { additionalProperties: false }),
+], { description: 'true, false or { registry?, prefix?, route? }' })
+
+export const LogRefusalsSchema = Type.Union([
+  Type.Boolean(),
+  Type.Object({
+    perSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'an integer from 1 to 1000000' })),
+    level: Type.Optional(Type.Union([Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn')], { description: "'debug', 'info' or 'warn'" })),
+  }, { additionalProperties: false }),
+], { description: 'true, false or { perSecond?, level? }' })
+
 export const OptionsSchema = Type.Object({
   store: Type.Optional(StoreSchema),
   key: Type.Optional(Resolver),
@@ -70,6 +92,8 @@ export const OptionsSchema = Type.Object({
   storeTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'an integer from 1 to 2147483647 (milliseconds)' })),
   onStoreError: Type.Optional(OnStoreError),
   errorResponseBuilder: Type.Optional(Type.Function([Type.Any(), Type.Any()], Type.Any(), { description: 'a function (request, context) => body' })),
+  metrics: Type.Optional(MetricsSchema),
+  logRefusals: Type.Optional(LogRefusalsSchema),
 }, { additionalProperties: false, description: 'an options object' })
 
 export const RouteConfigSchema = Type.Union([
