@@ -8,6 +8,7 @@ import { kCaller, routeHooks } from './hooks.js'
 import { Limiter } from './limiter.js'
 import { normaliseOptions, normaliseRouteConfig, type FastifyGcraOptions, type NormalisedOptions } from './options.js'
 import { setUpObservers } from './observe.js'
+import { OpenApiDocs } from './openapi.js'
 import { observeRoute } from './outcome.js'
 import { namedScope, routeScope } from './policy.js'
 import { MemoryStore } from './stores/memory.js'
@@ -58,6 +59,7 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
   fastify.decorateRequest(kCaller, null)
   fastify.decorate('rateLimiter', limiter.api())
   const sinks = await setUpObservers(fastify, options, limiter)
+  const docs = options.openapi === undefined ? undefined : new OpenApiDocs(options)
 
   // The HEAD route Fastify adds for a GET route is a copy of its options, handler included;
   // it shares the GET route's buckets. handler → place → scope id of the GET route.
@@ -91,6 +93,7 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
     if (hooks.onRequest !== undefined) route.onRequest = appendHook(route.onRequest as HookList, hooks.onRequest) as RouteOptions['onRequest']
     if (hooks.preHandler !== undefined) route.preHandler = appendHook(route.preHandler, hooks.preHandler) as RouteOptions['preHandler']
     if (sinks.length > 0) route.onResponse = appendHook(route.onResponse, observeRoute(label, plan.onStoreError, options.tiers, sinks)) as RouteOptions['onResponse']
+    docs?.add(route, plan)
   })
 
   if (store instanceof RedisStore) {
@@ -122,6 +125,10 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
     })
   }
 
+  // after every route's serializers are compiled: the response schemas added for the
+  // documentation never change a response
+  if (docs !== undefined) fastify.addHook('onReady', async () => { docs.apply() })
+
   fastify.addHook('onClose', async () => {
     await store.close()
   })
@@ -137,6 +144,6 @@ export { parseDuration, parseLimitString, type Limit, type LimitObject, type Lim
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { RedisStore } from './stores/redis.js'
 export type { RateLimitStore, StoreReply } from './stores/store.js'
-export type { CostSetting, FastifyGcraOptions, LogRefusalsOptions, MetricsOptions, MetricsRegistry, RouteRateLimitConfig } from './options.js'
+export type { CostSetting, FastifyGcraOptions, LogRefusalsOptions, MetricsOptions, MetricsRegistry, OpenApiOptions, RouteRateLimitConfig } from './options.js'
 export type { RequestOutcome } from './outcome.js'
 export type { ConsumeOptions, PolicyState, RateLimitContext, RateLimitInfo, RateLimiter, RateLimiterStats } from './types.js'

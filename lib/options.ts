@@ -106,6 +106,13 @@ export interface FastifyGcraOptions {
    * @default false
    */
   logRefusals?: boolean | LogRefusalsOptions
+  /**
+   * Document each limited route's 429 (and 413, 503 where they can happen) and its
+   * rate-limit headers in the route's response schemas, for `@fastify/swagger`. The added
+   * schemas are documentation only: they never change a response.
+   * @default true
+   */
+  openapi?: boolean | OpenApiOptions
 }
 
 /** The part of a prom-client `Registry` the plugin uses (a prom-client 15 `Registry` is one). */
@@ -147,6 +154,15 @@ export interface LogRefusalsOptions {
    * @default 'info'
    */
   level?: 'debug' | 'info' | 'warn'
+}
+
+export interface OpenApiOptions {
+  /**
+   * The JSON schema of the 429 body your `errorResponseBuilder` returns, for the
+   * documentation (sent as `application/json`).
+   * @default none: a custom builder's body is documented without a schema
+   */
+  errorResponseSchema?: Record<string, unknown>
 }
 
 /** Route `config.rateLimit`. */
@@ -202,6 +218,8 @@ export interface NormalisedOptions {
   readonly metrics: { readonly registry: MetricsRegistry | undefined, readonly prefix: string, readonly route: string | false } | undefined
   /** undefined: refusals are not logged. */
   readonly logRefusals: { readonly perSecond: number, readonly level: 'debug' | 'info' | 'warn' } | undefined
+  /** undefined: routes are not documented. */
+  readonly openapi: { readonly errorResponseSchema: Record<string, unknown> | undefined } | undefined
 }
 
 export interface RouteSettings {
@@ -283,6 +301,9 @@ export function normaliseOptions (options: unknown): NormalisedOptions {
   const logRefusals = opts.logRefusals === undefined || opts.logRefusals === false
     ? undefined
     : Object.freeze({ perSecond: (opts.logRefusals === true ? undefined : opts.logRefusals.perSecond) ?? 10, level: (opts.logRefusals === true ? undefined : opts.logRefusals.level) ?? 'info' })
+  const openapi = opts.openapi === false
+    ? undefined
+    : Object.freeze({ errorResponseSchema: opts.openapi === undefined || opts.openapi === true ? undefined : opts.openapi.errorResponseSchema })
 
   return Object.freeze({
     store: Object.freeze(store),
@@ -300,6 +321,7 @@ export function normaliseOptions (options: unknown): NormalisedOptions {
     errorResponseBuilder: opts.errorResponseBuilder,
     metrics,
     logRefusals,
+    openapi,
   })
 }
 

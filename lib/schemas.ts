@@ -74,6 +74,13 @@ export const LogRefusalsSchema = Type.Union([
   }, { additionalProperties: false }),
 ], { description: 'true, false or { perSecond?, level? }' })
 
+export const OpenApiSchema = Type.Union([
+  Type.Boolean(),
+  Type.Object({
+    errorResponseSchema: Type.Optional(Type.Object({}, { description: 'a JSON schema object' })),
+  }, { additionalProperties: false }),
+], { description: 'true, false or { errorResponseSchema? }' })
+
 export const OptionsSchema = Type.Object({
   store: Type.Optional(StoreSchema),
   key: Type.Optional(Resolver),
@@ -94,6 +101,7 @@ export const OptionsSchema = Type.Object({
   errorResponseBuilder: Type.Optional(Type.Function([Type.Any(), Type.Any()], Type.Any(), { description: 'a function (request, context) => body' })),
   metrics: Type.Optional(MetricsSchema),
   logRefusals: Type.Optional(LogRefusalsSchema),
+  openapi: Type.Optional(OpenApiSchema),
 }, { additionalProperties: false, description: 'an options object' })
 
 export const RouteConfigSchema = Type.Union([

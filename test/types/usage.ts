@@ -3,7 +3,7 @@
 import Fastify, { type FastifyContextConfig, type FastifyRequest } from 'fastify'
 import { Cluster, Redis } from 'ioredis'
 import { Registry } from 'prom-client'
-import gcra, { fastifyGcra, type LogRefusalsOptions, type MetricsOptions, type RateLimitInfo, type RateLimiter, type RateLimiterStats, type RouteRateLimitConfig } from '../../lib/index.js'
+import gcra, { fastifyGcra, type LogRefusalsOptions, type MetricsOptions, type OpenApiOptions, type RateLimitInfo, type RateLimiter, type RateLimiterStats, type RouteRateLimitConfig } from '../../lib/index.js'
 
 const app = Fastify()
 
@@ -27,6 +27,9 @@ const metricsOptions: MetricsOptions = { registry: new Registry(), prefix: 'api_
 const logOptions: LogRefusalsOptions = { perSecond: 5, level: 'warn' }
 await app.register(fastifyGcra, { metrics: metricsOptions, logRefusals: logOptions })
 await app.register(fastifyGcra, { metrics: { route: '/internal/metrics' } })
+const openapi: OpenApiOptions = { errorResponseSchema: { type: 'object', properties: { wait: { type: 'integer' } } } }
+await app.register(fastifyGcra, { openapi, errorResponseBuilder: (_req, ctx) => ({ wait: ctx.retryAfterSeconds }) })
+await app.register(fastifyGcra, { openapi: false })
 
 app.get('/health', { config: { rateLimit: false } }, async () => 'ok')
 app.post('/batch', {
@@ -77,6 +80,8 @@ await app.register(gcra, { metrics: { route: true } })
 await app.register(gcra, { metrics: { registry: 'http://prometheus' } })
 // @ts-expect-error refusal logs go at debug, info or warn
 await app.register(gcra, { logRefusals: { level: 'trace' } })
+// @ts-expect-error openapi is a boolean or an object, not a path
+await app.register(gcra, { openapi: '/documentation' })
 // @ts-expect-error consume resolves to a RateLimitInfo, not a number
 const n: number = app.rateLimiter.consume('k', ['1/minute'])
 void n
