@@ -74,91 +74,97 @@ export class Metrics {
       return metric
     }
 
-    named(`${p}requests_total`, () => new prom.Counter({
-      name: `${p}requests_total`,
-      help: 'Requests on limited routes the limiter decided, by route, tier and outcome (admitted, refused, admitted_locally, refused_locally, too_large, store_unavailable, unchecked)',
-      labelNames: ['route', 'tier', 'outcome'] as const,
-      registers,
-      collect () {
-        for (const [route, byTier] of tallies) {
-          for (const [tier, t] of byTier) {
-            for (let i = 0; i < OUTCOMES.length; i++) {
-              const delta = t.requests[i]! - t.reportedRequests[i]!
-              if (delta === 0) continue
-              this.inc({ route, tier, outcome: OUTCOMES[i]! }, delta)
-              t.reportedRequests[i] = t.requests[i]!
-            }
-          }
-        }
-      },
-    }))
-    named(`${p}cost_charged_total`, () => new prom.Counter({
-      name: `${p}cost_charged_total`,
-      help: 'Units charged to admitted requests, by route and tier',
-      labelNames: ['route', 'tier'] as const,
-      registers,
-      collect () {
-        for (const [route, byTier] of tallies) {
-          for (const [tier, t] of byTier) {
-            const delta = t.cost - t.reportedCost
-            if (delta === 0) continue
-            this.inc({ route, tier }, delta)
-            t.reportedCost = t.cost
-          }
-        }
-      },
-    }))
-    this.#storeDuration = named(`${p}store_duration_seconds`, () => new prom.Histogram({
-      name: `${p}store_duration_seconds`,
-      help: 'Time from a call to the Redis store to its answer, error or timeout (the memory store is not timed)',
-      buckets: STORE_DURATION_BUCKETS,
-      registers,
-    }))
-    this.#storeErrors = named(`${p}store_errors_total`, () => new prom.Counter({
-      name: `${p}store_errors_total`,
-      help: 'Calls to the Redis store that failed, by kind (timeout, reply, error)',
-      labelNames: ['kind'] as const,
-      registers,
-    }))
-    named(`${p}breaker_open`, () => new prom.Gauge({
-      name: `${p}breaker_open`,
-      help: "1 while a store server's circuit breaker is open or probing, else 0; node: 'redis' for one Redis, host:port per Cluster node",
-      labelNames: ['node'] as const,
-      registers,
-      collect () {
-        this.reset()
-        for (const [shard, state] of limiter.breakerStates()) this.set({ node: shard === '' ? 'redis' : shard }, state === 'closed' ? 0 : 1)
-      },
-    }))
-    let reportedHits = 0
-    named(`${p}deny_cache_hits_total`, () => new prom.Counter({
-      name: `${p}deny_cache_hits_total`,
-      help: 'Requests refused from the local deny cache, without a store call',
-      registers,
-      collect () {
-        const hits = stats().denyCacheHits
-        if (hits > reportedHits) this.inc(hits - reportedHits)
-        reportedHits = hits
-      },
-    }))
-    if (limiter.store instanceof MemoryStore) {
-      named(`${p}memory_store_keys`, () => new prom.Gauge({
-        name: `${p}memory_store_keys`,
-        help: 'Buckets held by the memory store',
-        registers,
-        collect () { this.set(stats().storeKeys ?? 0) },
-      }))
-      let reportedEvictions = 0
-      named(`${p}memory_store_evicted_live_total`, () => new prom.Counter({
-        name: `${p}memory_store_evicted_live_total`,
-        help: 'Live buckets the full memory store evicted (each lost a caller\'s state)',
+    try {
+      named(`${p}requests_total`, () => new prom.Counter({
+        name: `${p}requests_total`,
+        help: 'Requests on limited routes the limiter decided, by route, tier and outcome (admitted, refused, admitted_locally, refused_locally, too_large, store_unavailable, unchecked)',
+        labelNames: ['route', 'tier', 'outcome'] as const,
         registers,
         collect () {
-          const evicted = stats().evictedLive ?? 0
-          if (evicted > reportedEvictions) this.inc(evicted - reportedEvictions)
-          reportedEvictions = evicted
+          for (const [route, byTier] of tallies) {
+            for (const [tier, t] of byTier) {
+              for (let i = 0; i < OUTCOMES.length; i++) {
+                const delta = t.requests[i]! - t.reportedRequests[i]!
+                if (delta === 0) continue
+                this.inc({ route, tier, outcome: OUTCOMES[i]! }, delta)
+                t.reportedRequests[i] = t.requests[i]!
+              }
+            }
+          }
         },
       }))
+      named(`${p}cost_charged_total`, () => new prom.Counter({
+        name: `${p}cost_charged_total`,
+        help: 'Units charged to admitted requests, by route and tier',
+        labelNames: ['route', 'tier'] as const,
+        registers,
+        collect () {
+          for (const [route, byTier] of tallies) {
+            for (const [tier, t] of byTier) {
+              const delta = t.cost - t.reportedCost
+              if (delta === 0) continue
+              this.inc({ route, tier }, delta)
+              t.reportedCost = t.cost
+            }
+          }
+        },
+      }))
+      this.#storeDuration = named(`${p}store_duration_seconds`, () => new prom.Histogram({
+        name: `${p}store_duration_seconds`,
+        help: 'Time from a call to the Redis store to its answer, error or timeout (the memory store is not timed)',
+        buckets: STORE_DURATION_BUCKETS,
+        registers,
+      }))
+      this.#storeErrors = named(`${p}store_errors_total`, () => new prom.Counter({
+        name: `${p}store_errors_total`,
+        help: 'Calls to the Redis store that failed, by kind (timeout, reply, error)',
+        labelNames: ['kind'] as const,
+        registers,
+      }))
+      named(`${p}breaker_open`, () => new prom.Gauge({
+        name: `${p}breaker_open`,
+        help: "1 while a store server's circuit breaker is open or probing, else 0; node: 'redis' for one Redis, host:port per Cluster node",
+        labelNames: ['node'] as const,
+        registers,
+        collect () {
+          this.reset()
+          for (const [shard, state] of limiter.breakerStates()) this.set({ node: shard === '' ? 'redis' : shard }, state === 'closed' ? 0 : 1)
+        },
+      }))
+      let reportedHits = 0
+      named(`${p}deny_cache_hits_total`, () => new prom.Counter({
+        name: `${p}deny_cache_hits_total`,
+        help: 'Requests refused from the local deny cache, without a store call',
+        registers,
+        collect () {
+          const hits = stats().denyCacheHits
+          if (hits > reportedHits) this.inc(hits - reportedHits)
+          reportedHits = hits
+        },
+      }))
+      if (limiter.store instanceof MemoryStore) {
+        named(`${p}memory_store_keys`, () => new prom.Gauge({
+          name: `${p}memory_store_keys`,
+          help: 'Buckets held by the memory store',
+          registers,
+          collect () { this.set(stats().storeKeys ?? 0) },
+        }))
+        let reportedEvictions = 0
+        named(`${p}memory_store_evicted_live_total`, () => new prom.Counter({
+          name: `${p}memory_store_evicted_live_total`,
+          help: 'Live buckets the full memory store evicted (each lost a caller\'s state)',
+          registers,
+          collect () {
+            const evicted = stats().evictedLive ?? 0
+            if (evicted > reportedEvictions) this.inc(evicted - reportedEvictions)
+            reportedEvictions = evicted
+          },
+        }))
+      }
+    } catch (error) {
+      // leave a registry of the user's as it was
+      this.close()
+      throw error
     }
   }
 

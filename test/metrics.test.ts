@@ -147,6 +147,14 @@ describe('metrics: registries and options', () => {
     await expect(app.register(async (child) => { await child.register(gcra, { metrics: { registry, route: false } }) })).rejects.toThrow("fastify-gcra: options.metrics: expected a registry without a metric named 'fastify_gcra_requests_total' (give each plugin instance on one registry its own prefix), got a registry that has one")
   })
 
+  it('a name taken in your registry fails at startup and leaves the registry as it was', async () => {
+    const registry = new Registry()
+    const { Gauge } = await import('prom-client')
+    new Gauge({ name: 'fastify_gcra_breaker_open', help: 'mine', registers: [registry] }).set(3)
+    await expect(newApp().register(gcra, { metrics: { registry, route: false } })).rejects.toThrow("expected a registry without a metric named 'fastify_gcra_breaker_open'")
+    expect(registry.getMetricsAsArray().map(m => m.name)).toEqual(['fastify_gcra_breaker_open'])
+  })
+
   it.each([
     [{ metrics: { route: 'metrics' } }, "options.metrics.route: expected a URL path starting with '/', or false, got \"metrics\""],
     [{ metrics: { route: false } }, 'options.metrics.route: expected a URL path, or false together with a registry of yours (else nothing could read the metrics), got false without a registry'],
