@@ -92,3 +92,9 @@ export const FST_GCRA_INVALID_SETTLE = createError<[string]>(
   500,
   TypeError,
 )
+/** `options.metrics` is on, but the optional peer dependency prom-client cannot be loaded. */
+export const FST_GCRA_NO_PROM_CLIENT = createError<[string, { cause: unknown }?]>(
+  'FST_GCRA_NO_PROM_CLIENT',
+  'fastify-gcra: options.metrics needs prom-client, an optional peer dependency: npm install prom-client@15 (%s)',
+  500,
+)

@@ -14,7 +14,7 @@ import type { RateLimitInfo, RateLimitSettlement } from './types.js'
 import type { MaybePromise, NormalisedOptions } from './options.js'
 import { exceedsCapacity, type PolicySet } from './policy.js'
 import {
-  concurrencyInfo, sendCostTooLarge, sendRouteBusy, sendStoreUnavailable, sendTooManyRequests, setConcurrencyHeaders,
+  concurrencyInfo, sendCostTooLarge, sendReducedCapacity, sendRouteBusy, sendStoreUnavailable, sendTooManyRequests, setConcurrencyHeaders,
   setPolicyHeader, setRateLimitHeaders,
 } from './response.js'
 
@@ -36,6 +36,8 @@ class Caller {
   slots: HeldSlots | undefined = undefined
   /** The response closed: slots that arrive later go straight back. */
   closed = false
+  /** Answered before any rate decision: too many in flight (429), the route or scale at capacity (503), or the store (503). */
+  refusal: 'concurrency' | 'capacity' | 'store' | null = null
   /** What was charged, for `settle`: the set, its increments, the cost, and whether locally. */
   chargedSet: PolicySet | null = null
   chargedIncrements: readonly number[] = []
@@ -90,7 +92,13 @@ class Settlement implements RateLimitSettlement {
       return Promise.resolve(null)
     }
     return Promise.resolve(pending).then(
-      reply => reply === undefined ? null : toInfo(set, reply, actual, set.unitIncrements, caller.tier, caller.chargedLocally),
+      (reply) => {
+        if (reply === undefined) return null
+        // request.rateLimit follows: what was charged in the end, and the state after it
+        const info = toInfo(set, reply, actual, set.unitIncrements, caller.tier, caller.chargedLocally)
+        this.#request.rateLimit = info
+        return info
+      },
       (error: unknown) => {
         this.#request.log.warn({ err: error }, 'fastify-gcra: could not settle the cost of a request; its estimate stands')
         return null
@@ -186,10 +194,13 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
       return rate(request, reply, charge, caller)
     }
     if (outcome.refused === 'store') {
+      caller.refusal = 'store'
       sendStoreUnavailable(reply)
     } else if (outcome.refused === 'route') {
+      caller.refusal = 'capacity'
       sendRouteBusy(reply, outcome.limit)
     } else {
+      caller.refusal = 'concurrency'
       const info = concurrencyInfo(outcome.limit, caller.tier)
       request.rateLimit = info
       setConcurrencyHeaders(reply, options.headers, outcome.limit, 0)
@@ -218,6 +229,16 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
 
   function withCost (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller, set: PolicySet, cost: number, increments: readonly number[]): Step {
     if (exceedsCapacity(set, increments)) {
+      if (caller.hundredths < 100) {
+        // it fits the route at full scale: the service admits less for now, the caller did nothing wrong
+        const full = limiter.setFor(plan, caller.tier)
+        if (!exceedsCapacity(full, full.policies.map(p => incrementUs(cost, p.intervalUs)))) {
+          caller.refusal = 'capacity'
+          setPolicyHeader(reply, options.headers, set)
+          sendReducedCapacity(reply)
+          return false
+        }
+      }
       // not a rate-limit event, but still a limited response: read the state to report it
       return andThen(decide(caller, set, set.unitIncrements, false), (state) => {
         if (state.degraded) caller.storeFailed = true

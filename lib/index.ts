@@ -8,6 +8,9 @@ import fp from 'fastify-plugin'
 import { kCaller, routeHooks, settlementOf } from './hooks.js'
 import { Limiter } from './limiter.js'
 import { normaliseOptions, normaliseRouteConfig, type FastifyGcraOptions, type NormalisedOptions } from './options.js'
+import { setUpObservers } from './observe.js'
+import { OpenApiDocs } from './openapi.js'
+import { observeRoute } from './outcome.js'
 import { namedScope, routeScope } from './policy.js'
 import { MemoryStore } from './stores/memory.js'
 import { evictionPolicies, RedisStore, riskyClientSettings } from './stores/redis.js'
@@ -57,6 +60,8 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
   fastify.decorateRequest(kCaller, null)
   fastify.decorateReply('rateLimit', { getter (this: FastifyReply) { return settlementOf(this) } })
   fastify.decorate('rateLimiter', limiter.api())
+  const sinks = await setUpObservers(fastify, options, limiter)
+  const docs = options.openapi === undefined ? undefined : new OpenApiDocs(options)
 
   if (options.pressureScale !== undefined) {
     // @fastify/under-pressure decorates the instance; it may be registered after this plugin
@@ -105,6 +110,8 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
     if (hooks.onRequest !== undefined) route.onRequest = appendHook(route.onRequest as HookList, hooks.onRequest) as RouteOptions['onRequest']
     if (hooks.preHandler !== undefined) route.preHandler = appendHook(route.preHandler, hooks.preHandler) as RouteOptions['preHandler']
     if (hooks.onResponse !== undefined) route.onResponse = appendHook(route.onResponse, hooks.onResponse) as RouteOptions['onResponse']
+    if (sinks.length > 0) route.onResponse = appendHook(route.onResponse, observeRoute(label, plan.onStoreError, options.tiers, sinks)) as RouteOptions['onResponse']
+    docs?.add(route, plan)
   })
 
   if (store instanceof RedisStore) {
@@ -138,6 +145,10 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
     })
   }
 
+  // after every route's serializers are compiled: the response schemas added for the
+  // documentation never change a response
+  if (docs !== undefined) fastify.addHook('onReady', async () => { docs.apply() })
+
   fastify.addHook('onClose', async () => {
     limiter.stop()
     await store.close()
@@ -150,12 +161,16 @@ export default fastifyGcra
 
 export {
   FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_SCALE, FST_GCRA_INVALID_SETTLE, FST_GCRA_INVALID_TIER,
-  FST_GCRA_STORE_REPLY, FST_GCRA_STORE_TIMEOUT, FST_GCRA_STORE_UNAVAILABLE,
+  FST_GCRA_NO_PROM_CLIENT, FST_GCRA_STORE_REPLY, FST_GCRA_STORE_TIMEOUT, FST_GCRA_STORE_UNAVAILABLE,
 } from './errors.js'
 export { ipIdentity, hashIdentity } from './identity.js'
 export { parseDuration, parseLimitString, type Limit, type LimitObject, type LimitSpec } from './limit.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { RedisStore } from './stores/redis.js'
 export type { RateLimitStore, SlotReply, StoreReply } from './stores/store.js'
-export type { ConcurrencySetting, CostSetting, FastifyGcraOptions, RouteRateLimitConfig, ScaleFunction, SettleFunction } from './options.js'
+export type {
+  ConcurrencySetting, CostSetting, FastifyGcraOptions, LogRefusalsOptions, MetricsOptions, MetricsRegistry, OpenApiOptions,
+  RouteRateLimitConfig, ScaleFunction, SettleFunction,
+} from './options.js'
+export type { RequestOutcome } from './outcome.js'
 export type { ConsumeOptions, PolicyState, RateLimitContext, RateLimitInfo, RateLimiter, RateLimiterStats, RateLimitSettlement } from './types.js'

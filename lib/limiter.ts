@@ -86,6 +86,12 @@ export type Outcome =
   | { readonly reply: StoreReply, readonly degraded: boolean, readonly error?: undefined }
   | { readonly reply: undefined, readonly degraded: true, readonly error: unknown }
 
+/** Watches the calls to a remote store (the metrics); the memory store answers synchronously and is not watched. */
+export interface StoreObserver {
+  /** A call was sent; `answer` settles with its reply, or its error or timeout. Returns `answer`. */
+  storeCall<T> (answer: Promise<T>): Promise<T>
+}
+
 export function isThenable<T> (value: MaybePromise<T> | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as PromiseLike<T> | null)?.then === 'function'
 }
@@ -137,6 +143,8 @@ export class Limiter {
   #renewal: NodeJS.Timeout | undefined
   readonly #tokenHead = randomBytes(6).toString('hex')
   #tokens = 0
+  /** Set by the metrics, before the first request. */
+  observer: StoreObserver | undefined
 
   constructor (options: NormalisedOptions, store: RateLimitStore, log: FastifyBaseLogger) {
     this.#opts = options
@@ -558,7 +566,8 @@ export class Limiter {
       return this.#failed(error, guard, turn === 'probe', keys, set, incrementsUs, charge, onStoreError)
     }
     if (!isThenable(pending)) return { reply: pending, degraded: false }
-    return withTimeout(pending, this.#opts.storeTimeoutMs).then(
+    const answer = withTimeout(pending, this.#opts.storeTimeoutMs)
+    return (this.observer === undefined ? answer : this.observer.storeCall(answer)).then(
       (reply): Outcome => {
         if (guard !== undefined && guard.breaker.success()) this.#recovered(guard)
         if (!reply.allowed) denyCache?.remember(hashedKey, set.id, reply, sentAtUs)
@@ -617,6 +626,11 @@ export class Limiter {
     }
     const head = `${this.#opts.prefix}:{${hashedKey}}:`
     return [...ids].map(id => head + id)
+  }
+
+  /** Each circuit breaker's state, by server: '' for one Redis, 'host:port' per Cluster node. */
+  breakerStates (): Array<[string, Breaker['state']]> {
+    return [...this.#breakers].map(([shard, breaker]) => [shard, breaker.state])
   }
 
   /** The programmatic API. */

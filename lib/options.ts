@@ -121,6 +121,77 @@ export interface FastifyGcraOptions {
    * @default 60000
    */
   concurrencyLeaseMs?: number
+  /**
+   * Prometheus metrics (needs the optional peer dependency `prom-client`): requests by
+   * route, tier and outcome, cost charged, store latency and errors, breakers, deny-cache
+   * hits. `true` is `{}`: a registry of the plugin's own, served at `/metrics`.
+   * @default false
+   */
+  metrics?: boolean | MetricsOptions
+  /**
+   * Log refused requests (429, 413, 503) through the request's logger, at most
+   * `perSecond` lines per second per plugin instance; the next line logged counts the
+   * ones left out. `true` is `{}`.
+   * @default false
+   */
+  logRefusals?: boolean | LogRefusalsOptions
+  /**
+   * Document each limited route's 429 (and 413, 503 where they can happen) and its
+   * rate-limit headers in the route's response schemas, for `@fastify/swagger`. The added
+   * schemas are documentation only: they never change a response.
+   * @default true
+   */
+  openapi?: boolean | OpenApiOptions
+}
+
+/** The part of a prom-client `Registry` the plugin uses (a prom-client 15 `Registry` is one). */
+export interface MetricsRegistry {
+  metrics(): Promise<string>
+  readonly contentType: string
+  getSingleMetric(name: string): unknown
+  removeSingleMetric(name: string): void
+}
+
+export interface MetricsOptions {
+  /**
+   * The registry the metrics join: pass yours to serve them with your own metrics.
+   * @default a new Registry of this plugin instance (not prom-client's global one)
+   */
+  registry?: MetricsRegistry
+  /**
+   * Prepended to every metric name.
+   * @default 'fastify_gcra_'
+   */
+  prefix?: string
+  /**
+   * The URL of a GET route (exempt from limits, hidden from OpenAPI) serving the
+   * registry in the Prometheus text format; `false`: no route (then give a `registry`
+   * and serve it yourself).
+   * @default '/metrics'
+   */
+  route?: string | false
+}
+
+export interface LogRefusalsOptions {
+  /**
+   * The most refusal lines logged per second by this plugin instance.
+   * @default 10
+   */
+  perSecond?: number
+  /**
+   * The log level of those lines.
+   * @default 'info'
+   */
+  level?: 'debug' | 'info' | 'warn'
+}
+
+export interface OpenApiOptions {
+  /**
+   * The JSON schema of the 429 body your `errorResponseBuilder` returns, for the
+   * documentation (sent as `application/json`).
+   * @default none: a custom builder's body is documented without a schema
+   */
+  errorResponseSchema?: Record<string, unknown>
 }
 
 /** Route `config.rateLimit`. */
@@ -195,6 +266,12 @@ export interface NormalisedOptions {
   readonly scale: ScaleFunction | undefined
   readonly pressureScale: number | undefined
   readonly concurrencyLeaseMs: number
+  /** undefined: metrics off. */
+  readonly metrics: { readonly registry: MetricsRegistry | undefined, readonly prefix: string, readonly route: string | false } | undefined
+  /** undefined: refusals are not logged. */
+  readonly logRefusals: { readonly perSecond: number, readonly level: 'debug' | 'info' | 'warn' } | undefined
+  /** undefined: routes are not documented. */
+  readonly openapi: { readonly errorResponseSchema: Record<string, unknown> | undefined } | undefined
 }
 
 export interface ConcurrencySettings {
@@ -270,6 +347,26 @@ export function normaliseOptions (options: unknown): NormalisedOptions {
   const limits = opts.limits === undefined ? undefined : normaliseLimits(opts.limits, 'options.limits')
   const global = normaliseLimits(opts.global ?? [], 'options.global', 'global ')
 
+  let metrics: NormalisedOptions['metrics']
+  if (opts.metrics !== undefined && opts.metrics !== false) {
+    const m = opts.metrics === true ? {} : opts.metrics
+    if (m.registry !== undefined) {
+      const missing = (['metrics', 'registerMetric', 'getSingleMetric', 'removeSingleMetric'] as const).filter(f => typeof (m.registry as unknown as Record<string, unknown>)[f] !== 'function')
+      if (missing.length > 0) throw new FST_GCRA_INVALID_OPTION('options.metrics.registry', 'a prom-client Registry', `an object without ${missing.join(', ')}()`)
+    }
+    const route = m.route ?? '/metrics'
+    if (route === false && m.registry === undefined) {
+      throw new FST_GCRA_INVALID_OPTION('options.metrics.route', 'a URL path, or false together with a registry of yours (else nothing could read the metrics)', 'false without a registry')
+    }
+    metrics = Object.freeze({ registry: m.registry, prefix: m.prefix ?? 'fastify_gcra_', route })
+  }
+  const logRefusals = opts.logRefusals === undefined || opts.logRefusals === false
+    ? undefined
+    : Object.freeze({ perSecond: (opts.logRefusals === true ? undefined : opts.logRefusals.perSecond) ?? 10, level: (opts.logRefusals === true ? undefined : opts.logRefusals.level) ?? 'info' })
+  const openapi = opts.openapi === false
+    ? undefined
+    : Object.freeze({ errorResponseSchema: opts.openapi === undefined || opts.openapi === true ? undefined : opts.openapi.errorResponseSchema })
+
   return Object.freeze({
     store: Object.freeze(store),
     key: opts.key,
@@ -287,6 +384,9 @@ export function normaliseOptions (options: unknown): NormalisedOptions {
     scale: opts.scale,
     pressureScale: opts.pressureScale,
     concurrencyLeaseMs: opts.concurrencyLeaseMs ?? 60_000,
+    metrics,
+    logRefusals,
+    openapi,
   })
 }
 

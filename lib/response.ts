@@ -137,6 +137,16 @@ export function sendRouteBusy (reply: FastifyReply, limit: number): void {
   })
 }
 
+/** 503: at the scale admitted now, this request's cost cannot fit; at full scale it would. */
+export function sendReducedCapacity (reply: FastifyReply): void {
+  reply.code(503).header('retry-after', 1).type(PROBLEM_JSON).send({
+    type: TEMPORARY_REDUCED_CAPACITY,
+    title: 'Temporary reduced capacity',
+    status: 503,
+    detail: 'This route admits less than usual for now, too little for this request. Retry in 1 second.',
+  })
+}
+
 /** 503 while the store cannot be reached and `onStoreError` is 'deny'. */
 export function sendStoreUnavailable (reply: FastifyReply): void {
   reply.code(503).header('retry-after', 1).type(PROBLEM_JSON).send({

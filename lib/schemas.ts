@@ -63,6 +63,34 @@ const ConcurrencySchema = Type.Union([
 ], { description: 'requests in flight: an integer >= 1 (per caller) or { perCaller?, route? }' })
 
 const Scale = Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'a number in (0, 1]' })
+// Prometheus metric and label names: [a-zA-Z_:][a-zA-Z0-9_:]*; a prefix may also be empty
+const METRIC_PREFIX = '^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$'
+
+export const MetricsSchema = Type.Union([
+  Type.Boolean(),
+  Type.Object({
+    registry: Type.Optional(Type.Object({}, { description: 'a prom-client Registry' })),
+    prefix: Type.Optional(Type.String({ pattern: METRIC_PREFIX, description: "a metric name prefix: letters, digits, '_' and ':', not starting with a digit" })),
+    route: Type.Optional(Type.Union([Type.String({ pattern: '^/', description: "a URL path starting with '/'" }), Type.Literal(false)], {
+      description: "a URL path starting with '/', or false",
+    })),
+  }, { additionalProperties: false }),
+], { description: 'true, false or { registry?, prefix?, route? }' })
+
+export const LogRefusalsSchema = Type.Union([
+  Type.Boolean(),
+  Type.Object({
+    perSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'an integer from 1 to 1000000' })),
+    level: Type.Optional(Type.Union([Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn')], { description: "'debug', 'info' or 'warn'" })),
+  }, { additionalProperties: false }),
+], { description: 'true, false or { perSecond?, level? }' })
+
+export const OpenApiSchema = Type.Union([
+  Type.Boolean(),
+  Type.Object({
+    errorResponseSchema: Type.Optional(Type.Object({}, { description: 'a JSON schema object' })),
+  }, { additionalProperties: false }),
+], { description: 'true, false or { errorResponseSchema? }' })
 
 export const OptionsSchema = Type.Object({
   store: Type.Optional(StoreSchema),
@@ -85,6 +113,9 @@ export const OptionsSchema = Type.Object({
   scale: Type.Optional(Type.Function([Type.Any()], Type.Any(), { description: 'a function (request) => number in (0, 1]' })),
   pressureScale: Type.Optional(Scale),
   concurrencyLeaseMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 86_400_000, description: 'an integer from 1000 to 86400000 (milliseconds)' })),
+  metrics: Type.Optional(MetricsSchema),
+  logRefusals: Type.Optional(LogRefusalsSchema),
+  openapi: Type.Optional(OpenApiSchema),
 }, { additionalProperties: false, description: 'an options object' })
 
 export const RouteConfigSchema = Type.Union([

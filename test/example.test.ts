@@ -67,6 +67,34 @@ describe.each(storeCases)('example ML API on the $name store', (store) => {
   })
 })
 
+describe.each(storeCases)('the example ML API\'s metrics and OpenAPI document on the $name store', (store) => {
+  it('serves Prometheus metrics of what it admitted and refused', async () => {
+    const app = (await startDemo(store)).app
+    for (let i = 0; i < 4; i++) await app.inject(post('/predict/explain', { input: [6.1, 2.8, 4.7, 1.2] }, 'demo-free-key'))
+    await app.inject(post('/predict/batch', { inputs: [[6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]] }, 'demo-premium-key'))
+    const r = await app.inject('/metrics')
+    expect(r.statusCode).toBe(200)
+    expect(r.headers.ratelimit).toBeUndefined()
+    expect(r.body).toContain('fastify_gcra_requests_total{route="POST /predict/explain",tier="free",outcome="admitted"} 3')
+    expect(r.body).toContain('fastify_gcra_requests_total{route="POST /predict/explain",tier="free",outcome="refused"} 1')
+    expect(r.body).toContain('fastify_gcra_cost_charged_total{route="POST /predict/batch",tier="premium"} 2')
+  })
+
+  it('serves an OpenAPI document with each limited route\'s 429, 413 where a batch can be too large, and the rate-limit headers', async () => {
+    const app = (await startDemo(store)).app
+    const spec = (await app.inject('/documentation/json')).json() as { paths: Record<string, Record<string, { responses: Record<string, { headers?: object }> }>> }
+    const statuses = (url: string, method: string) => Object.keys(spec.paths[url]![method]!.responses).sort()
+    expect(statuses('/predict', 'post')).toEqual(['200', '429'])
+    expect(statuses('/predict/batch', 'post')).toEqual(['200', '413', '429'])
+    expect(statuses('/predict/explain', 'post')).toEqual(['200', '429'])
+    expect(statuses('/model', 'get')).toEqual(['200', '429'])
+    expect(statuses('/health', 'get')).toEqual(['200'])
+    expect(Object.keys(spec.paths['/predict']!.post!.responses['429']!.headers!)).toEqual(['RateLimit-Policy', 'RateLimit', 'Retry-After'])
+    expect(spec.paths['/metrics']).toBeUndefined()
+    expect(spec.paths['/documentation/json']).toBeUndefined()
+  })
+})
+
 describe.runIf(hasRedis)('example ML API instances on one Redis', () => {
   it('share their limits', async () => {
     const prefix = randomPrefix()
@@ -94,6 +122,8 @@ describe('npm run demo\'s server process', () => {
       const r = await fetch(`${base}/predict`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': 'demo-premium-key' }, body: JSON.stringify({ input: [5.1, 3.5, 1.4, 0.2] }) })
       expect(r.status).toBe(200)
       expect(r.headers.get('ratelimit-policy')).toContain('"20/minute";q=100;w=60')
+      expect((await fetch(`${base}/metrics`)).status).toBe(200)
+      expect(out).toContain('/documentation/json')
       const exited = new Promise<number | null>(resolve => child.once('exit', code => resolve(code)))
       child.kill('SIGTERM')
       expect(await exited).toBe(0)

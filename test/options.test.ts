@@ -27,7 +27,7 @@ async function route (config: unknown, options: Partial<FastifyGcraOptions> = {}
 
 describe('plugin options are validated at registration', () => {
   it.each([
-    [{ limts: ['1/minute'] }, "options.limts: expected one of the known keys (store, key, tier, tiers, limits, global, headers, prefix, keySecret, hook, storeTimeoutMs, onStoreError, errorResponseBuilder, scale, pressureScale, concurrencyLeaseMs), got 'limts'"],
+    [{ limts: ['1/minute'] }, "options.limts: expected one of the known keys (store, key, tier, tiers, limits, global, headers, prefix, keySecret, hook, storeTimeoutMs, onStoreError, errorResponseBuilder, scale, pressureScale, concurrencyLeaseMs, metrics, logRefusals, openapi), got 'limts'"],
     [{ limits: '10/minute' }, "options.limits: expected an array of limits (a limit: a string like '10/minute' or '100/15 minutes', or { max, per, burst?, name? }), got \"10/minute\""],
     [{ limits: ['10/mintue'] }, "options.limits[0]: expected a limit like '10/minute' or '100/15 minutes' (unit: second, minute, hour or day), got \"10/mintue\""],
     [{ limits: [{ max: 0, per: '1m' }] }, 'options.limits[0].max: expected an integer >= 1, got 0'],

@@ -1,6 +1,7 @@
 // The example ML API: what a real inference service on fastify-gcra looks like.
 import Fastify from 'fastify'
 import underPressure from '@fastify/under-pressure'
+import swagger from '@fastify/swagger'
 import gcra from 'fastify-gcra'
 import { Type } from '@sinclair/typebox'
 import { FEATURES, trainModel } from './model.js'
@@ -53,6 +54,10 @@ export async function buildApp ({ redisUrl, logger = false, limits = LIMITS, pre
     request.rateLimitTier = entry.tier
   })
 
+  // OpenAPI document of the routes: fastify-gcra adds each limited route's 429/413 and
+  // rate-limit headers to it (served as JSON at /documentation/json)
+  await app.register(swagger, { openapi: { info: { title: 'Example ML API', version: '1.0.0' } } })
+
   await app.register(gcra, {
     store: redisUrl ? { redis: redisUrl } : 'memory',
     // every instance on one Redis shares these buckets
@@ -61,8 +66,13 @@ export async function buildApp ({ redisUrl, logger = false, limits = LIMITS, pre
     limits: limits.other,
     global: limits.global,
     pressureScale: 0.25,
+    // Prometheus metrics at GET /metrics (exempt from limits; in production, serve them
+    // where only your scraper reaches), and refusals in the log, at most 10 lines a second
+    metrics: true,
+    logRefusals: true,
   })
 
+  app.get('/documentation/json', { config: { rateLimit: false }, schema: { hide: true } }, async () => app.swagger())
 
   app.get('/health', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))
 

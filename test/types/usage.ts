@@ -2,7 +2,8 @@
 // every `@ts-expect-error` line must really be an error (tsc fails on an unused one).
 import Fastify, { type FastifyContextConfig, type FastifyRequest } from 'fastify'
 import { Cluster, Redis } from 'ioredis'
-import gcra, { fastifyGcra, type RateLimitInfo, type RateLimitSettlement, type RateLimiter, type RateLimiterStats, type RouteRateLimitConfig } from '../../lib/index.js'
+import { Registry } from 'prom-client'
+import gcra, { fastifyGcra, type LogRefusalsOptions, type MetricsOptions, type OpenApiOptions, type RateLimitInfo, type RateLimitSettlement, type RateLimiter, type RateLimiterStats, type RouteRateLimitConfig } from '../../lib/index.js'
 
 const app = Fastify()
 
@@ -21,6 +22,14 @@ await app.register(gcra, {
 await app.register(fastifyGcra, { store: { redis: new Redis({ lazyConnect: true }) } })
 await app.register(fastifyGcra, { store: { redis: new Cluster([{ host: '127.0.0.1', port: 7000 }], { lazyConnect: true }) } })
 await app.register(fastifyGcra, { store: { redis: 'redis://127.0.0.1:6379' } })
+await app.register(fastifyGcra, { metrics: true, logRefusals: true })
+const metricsOptions: MetricsOptions = { registry: new Registry(), prefix: 'api_rl_', route: false }
+const logOptions: LogRefusalsOptions = { perSecond: 5, level: 'warn' }
+await app.register(fastifyGcra, { metrics: metricsOptions, logRefusals: logOptions })
+await app.register(fastifyGcra, { metrics: { route: '/internal/metrics' } })
+const openapi: OpenApiOptions = { errorResponseSchema: { type: 'object', properties: { wait: { type: 'integer' } } } }
+await app.register(fastifyGcra, { openapi, errorResponseBuilder: (_req, ctx) => ({ wait: ctx.retryAfterSeconds }) })
+await app.register(fastifyGcra, { openapi: false })
 
 app.get('/health', { config: { rateLimit: false } }, async () => 'ok')
 app.post('/batch', {
@@ -65,6 +74,14 @@ await app.register(gcra, { limits: [{ max: 5 }] })
 await app.register(gcra, { store: 'redis' })
 // @ts-expect-error the tier resolver returns a name, not a number
 await app.register(gcra, { tier: () => 5 })
+// @ts-expect-error the metrics route is a path or false, never true
+await app.register(gcra, { metrics: { route: true } })
+// @ts-expect-error a registry is a prom-client Registry, not a URL
+await app.register(gcra, { metrics: { registry: 'http://prometheus' } })
+// @ts-expect-error refusal logs go at debug, info or warn
+await app.register(gcra, { logRefusals: { level: 'trace' } })
+// @ts-expect-error openapi is a boolean or an object, not a path
+await app.register(gcra, { openapi: '/documentation' })
 // @ts-expect-error consume resolves to a RateLimitInfo, not a number
 const n: number = app.rateLimiter.consume('k', ['1/minute'])
 void n
