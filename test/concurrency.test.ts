@@ -193,6 +193,23 @@ describe.each(storeCases)('slots over a real socket ($name)', (store) => {
 })
 
 describe.runIf(hasRedis)('concurrency slots in Redis', () => {
+  it('is not left behind when a slot request times out but still reaches Redis', async () => {
+    const prefix = randomPrefix()
+    const client = redisClient()
+    const app = newApp()
+    await app.register(gcra, { store: { redis: client }, prefix, storeTimeoutMs: 50, onStoreError: 'allow' })
+    app.get('/gen', { config: { rateLimit: { concurrency: 1 } } }, ok)
+    await app.ready()
+    // the script runs at once in Redis; its answer arrives after the timeout
+    const scripts = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+    const acquire = scripts.fastifyGcraAcquireV1!
+    scripts.fastifyGcraAcquireV1 = (...args: unknown[]) => acquire.apply(client, args).then(async (reply) => { await tick(150); return reply })
+    expect((await app.inject(from('10.0.0.1'))).statusCode).toBe(200)
+    await eventually(async () => (await client.keys(`${prefix}:*slots`)).length === 0)
+    scripts.fastifyGcraAcquireV1 = acquire
+    expect((await app.inject(from('10.0.0.1'))).statusCode).toBe(200)
+  })
+
   it('are shared by two app instances', async () => {
     const prefix = randomPrefix()
     const g = gate()
@@ -288,21 +305,21 @@ describe.each(storeCases)('slots are never left behind ($name)', (store) => {
       await app.close()
     }
   })
+})
 
-  it.runIf(store.name === 'redis')('when a slot request times out but still reaches Redis', async () => {
-    const prefix = randomPrefix()
-    const client = redisClient()
-    const app = newApp()
-    await app.register(gcra, { store: { redis: client }, prefix, storeTimeoutMs: 50, onStoreError: 'allow' })
-    app.get('/gen', { config: { rateLimit: { concurrency: 1 } } }, ok)
-    await app.ready()
-    // the script runs at once in Redis; its answer arrives after the timeout
-    const scripts = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
-    const acquire = scripts.fastifyGcraAcquireV1!
-    scripts.fastifyGcraAcquireV1 = (...args: unknown[]) => acquire.apply(client, args).then(async (reply) => { await tick(150); return reply })
-    expect((await app.inject(from('10.0.0.1'))).statusCode).toBe(200)
-    await eventually(async () => (await slotKeys(prefix)).length === 0)
-    scripts.fastifyGcraAcquireV1 = acquire
-    expect((await app.inject(from('10.0.0.1'))).statusCode).toBe(200)
+describe.each(storeCases)('concurrency in the metrics ($name)', (store) => {
+  it('counts refusals per caller (concurrency_refused) and at route capacity (reduced_capacity)', async () => {
+    const app = await appWith(store, { metrics: true })
+    const g = gate()
+    app.get('/gen', { config: { rateLimit: { concurrency: { perCaller: 1, route: 2 } } } }, async () => { await g.wait(); return ok() })
+    const held = [app.inject(from('10.0.0.1')), app.inject(from('10.0.0.2'))]
+    await tick()
+    expect((await app.inject(from('10.0.0.1'))).statusCode).toBe(429)
+    expect((await app.inject(from('10.0.0.3'))).statusCode).toBe(503)
+    g.open()
+    await Promise.all(held)
+    const metrics = (await app.inject('/metrics')).body
+    expect(metrics).toContain('fastify_gcra_requests_total{route="GET /gen",tier="none",outcome="concurrency_refused"} 1')
+    expect(metrics).toContain('fastify_gcra_requests_total{route="GET /gen",tier="none",outcome="reduced_capacity"} 1')
   })
 })

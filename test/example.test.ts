@@ -80,14 +80,17 @@ describe.each(storeCases)('the example ML API\'s metrics and OpenAPI document on
     expect(r.body).toContain('fastify_gcra_cost_charged_total{route="POST /predict/batch",tier="premium"} 2')
   })
 
-  it('serves an OpenAPI document with each limited route\'s 429, 413 where a batch can be too large, and the rate-limit headers', async () => {
+  it('serves an OpenAPI document with each limited route\'s 429, 413 where a batch can be too large, 503 for reduced capacity, and the rate-limit headers', async () => {
     const app = (await startDemo(store)).app
     const spec = (await app.inject('/documentation/json')).json() as { paths: Record<string, Record<string, { responses: Record<string, { headers?: object }> }>> }
     const statuses = (url: string, method: string) => Object.keys(spec.paths[url]![method]!.responses).sort()
-    expect(statuses('/predict', 'post')).toEqual(['200', '429'])
-    expect(statuses('/predict/batch', 'post')).toEqual(['200', '413', '429'])
-    expect(statuses('/predict/explain', 'post')).toEqual(['200', '429'])
-    expect(statuses('/model', 'get')).toEqual(['200', '429'])
+    // pressureScale: any limited route may admit less than usual for a while (503)
+    expect(statuses('/predict', 'post')).toEqual(['200', '429', '503'])
+    expect(statuses('/predict/batch', 'post')).toEqual(['200', '413', '429', '503'])
+    expect(statuses('/predict/explain', 'post')).toEqual(['200', '429', '503'])
+    expect(statuses('/model', 'get')).toEqual(['200', '429', '503'])
+    const busy = spec.paths['/predict/explain']!.post!.responses['503'] as { content: Record<string, { schema: { properties: { type: { enum: string[] } } } }> }
+    expect(busy.content['application/problem+json']!.schema.properties.type.enum).toEqual(['https://iana.org/assignments/http-problem-types#temporary-reduced-capacity'])
     expect(statuses('/health', 'get')).toEqual(['200'])
     expect(Object.keys(spec.paths['/predict']!.post!.responses['429']!.headers!)).toEqual(['RateLimit-Policy', 'RateLimit', 'Retry-After'])
     expect(spec.paths['/metrics']).toBeUndefined()

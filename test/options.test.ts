@@ -109,7 +109,7 @@ describe('route configs are validated when the route is registered', () => {
     [{ limits: ['1/minute'], tiers: { gold: ['5/minute'] } }, 'route GET /r: config.rateLimit.tiers: expected a tier declared in the plugin\'s tiers (premium), got "gold"'],
     [{ limits: ['1/minute'], tiers: { premium: '5/minute' } }, "route GET /r: config.rateLimit.tiers.premium: expected an array of limits or { limits?, concurrency? }, got \"5/minute\""],
     [{ limits: ['1/minute'], onStoreError: 'ignore' }, "route GET /r: config.rateLimit.onStoreError: expected 'allow', 'deny' or 'local', got \"ignore\""],
-    [{ limits: ['1/minute'], scope: 'shared' }, "route GET /other: config.rateLimit: expected the same limits and tier limits as the other routes of scope 'shared', got different ones"],
+    [{ limits: ['1/minute'], scope: 'shared' }, "route GET /other: config.rateLimit: expected the same limits, tier limits and concurrency as the other routes of scope 'shared', got different ones"],
     [{ limits: [{ max: 1, per: '1m', name: 'global 1/minute' }] }, "route GET /r: config.rateLimit: expected limit names distinct from the global limits' names, got 'global 1/minute' twice"],
   ])('%j', async (config, message) => {
     const error = await route(config, { tiers: { premium: 5 }, global: ['1/minute'] }).then(() => undefined, (e: unknown) => e)

@@ -109,3 +109,22 @@ describe('setScale and pressureScale are checked', () => {
     expect(await admitted(app, 10, '/a')).toBe(3)
   })
 })
+
+describe.each(storeCases)('a scale too low for a cost ($name)', (store) => {
+  it('is a 503 (temporary reduced capacity) when the cost fits at full scale, and still a 413 when it never fits', async () => {
+    const app = await appWith(store, { metrics: true })
+    app.get('/a', { config: { rateLimit: { limits: ['10/minute'], cost: 5 } } }, ok)
+    app.get('/huge', { config: { rateLimit: { limits: ['10/minute'], cost: 20 } } }, ok)
+    app.rateLimiter.setScale(0.3)
+    const reduced = await app.inject('/a')
+    expect(reduced.statusCode).toBe(503)
+    expect(reduced.headers['retry-after']).toBe('1')
+    expect(reduced.json().type).toBe('https://iana.org/assignments/http-problem-types#temporary-reduced-capacity')
+    expect((await app.inject('/huge')).statusCode).toBe(413)
+    app.rateLimiter.setScale(1)
+    expect((await app.inject('/a')).statusCode).toBe(200)
+    const metrics = (await app.inject('/metrics')).body
+    expect(metrics).toContain('fastify_gcra_requests_total{route="GET /a",tier="none",outcome="reduced_capacity"} 1')
+    expect(metrics).toContain('fastify_gcra_requests_total{route="GET /huge",tier="none",outcome="too_large"} 1')
+  })
+})

@@ -144,11 +144,14 @@ describe.each(storeCases)('reply.rateLimit.settle over HTTP ($name)', (store) =>
     const settled: unknown[] = []
     app.post('/gen', { config: { rateLimit: { limits: ['100/minute'], cost: estimate } } }, async (request, reply) => {
       expect(reply.rateLimit!.charged).toBe(60)
+      const before = request.rateLimit!.remaining
       settled.push(await reply.rateLimit!.settle(10))
-      return { remaining: request.rateLimit!.remaining }
+      // request.rateLimit follows the settle
+      return { before, after: request.rateLimit!.remaining, cost: request.rateLimit!.cost }
     })
     const first = await app.inject({ method: 'POST', url: '/gen', payload: { max: 60 } })
-    expect(first.json()).toEqual({ remaining: 40 })
+    expect(first.json()).toMatchObject({ before: 40, cost: 10 })
+    expect(first.json().after).toBeGreaterThanOrEqual(90)
     expect((settled[0] as { remaining: number }).remaining).toBeGreaterThanOrEqual(90)
     // without the refund 40 units are left, and a 60-unit estimate would be refused
     expect((await app.inject({ method: 'POST', url: '/gen', payload: { max: 60 } })).statusCode).toBe(200)
