@@ -47,9 +47,32 @@ const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 
  * The hash of identities for an app: SHA-256 by default; with a secret, HMAC-SHA256, so
  * that nobody without the secret can test a guess (an IPv4 address is one of only 2^32).
  */
-export function identityHasher (secret: string | undefined): (identity: string) => string {
-  if (secret === undefined) return hashIdentity
-  return (identity) => crypto.createHmac('sha256', secret).update(identity).digest('base64url').slice(0, 22)
+export function identityHasher (secret: string | undefined, cacheSize = IDENTITY_CACHE): (identity: string) => string {
+  const hash = secret === undefined
+    ? hashIdentity
+    : (identity: string) => crypto.createHmac('sha256', secret).update(identity).digest('base64url').slice(0, 22)
+  // the callers of the last moments, remembered: a hash costs more than the rest of a
+  // decision in memory. Emptied when full (cheaper than keeping an order), so bounded.
+  const known = new Map<string, string>()
+  return (identity) => {
+    let hashed = known.get(identity)
+    if (hashed === undefined) {
+      // flat: a slice or a concatenation would keep the string it came from alive
+      hashed = flat(hash(identity))
+      if (known.size >= cacheSize) known.clear()
+      // identities longer than a key's worth are not kept: the cache must not hold megabytes
+      if (identity.length <= 256) known.set(identity, hashed)
+    }
+    return hashed
+  }
+}
+
+/** Identities whose hash is remembered. */
+const IDENTITY_CACHE = 10_000
+
+/** A string with no reference to the strings it was cut or joined from (V8 keeps those alive otherwise). */
+export function flat (text: string): string {
+  return Buffer.from(text, 'utf8').toString('utf8')
 }
 
 /**

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { hashIdentity, ipIdentity } from '../lib/identity.js'
+import { createHmac } from 'node:crypto'
+import { hashIdentity, identityHasher, ipIdentity } from '../lib/identity.js'
 
 describe('ipIdentity', () => {
   it('keeps IPv4 addresses as they are', () => {
@@ -38,5 +39,19 @@ describe('hashIdentity', () => {
       if (inputs[i]!.length > 2) expect(h).not.toContain(inputs[i])
     }
     expect(new Set(hashes).size).toBe(inputs.length)
+  })
+})
+
+describe('the identity hasher the limiter uses', () => {
+  it('remembers hashes without changing them: the same value as hashing afresh, across evictions', () => {
+    const hasher = identityHasher(undefined, 3)
+    const secret = identityHasher('a secret of sixteen+ chars', 3)
+    const hmac = (id: string) => createHmac('sha256', 'a secret of sixteen+ chars').update(id).digest('base64url').slice(0, 22)
+    for (let round = 0; round < 3; round++) {
+      for (const id of ['10.0.0.1', 'key:abc', 'x'.repeat(300), '2001:db8::/64', '10.0.0.1']) {
+        expect(hasher(id)).toBe(hashIdentity(id))
+        expect(secret(id)).toBe(hmac(id))
+      }
+    }
   })
 })

@@ -9,6 +9,7 @@
  * under a flood of new identities, that made a decision cost tens of µs.
  */
 import { adjustTat, decide } from '../gcra.js'
+import { flat } from '../identity.js'
 import type { RateLimitStore, SlotReply, StoreReply } from './store.js'
 
 export interface MemoryStoreOptions {
@@ -138,8 +139,10 @@ export class MemoryStore implements RateLimitStore {
     let entry = this.#entries.get(key)
     if (entry === undefined) {
       if (this.#entries.size >= this.#maxKeys) this.#evict(nowUs)
-      entry = { key, tatUs, older: null, newer: null }
-      this.#entries.set(key, entry)
+      // kept flat: a key built by concatenation holds its pieces (twice the bytes)
+      const own = flat(key)
+      entry = { key: own, tatUs, older: null, newer: null }
+      this.#entries.set(own, entry)
     } else {
       entry.tatUs = tatUs
       if (entry === this.#tail) return
