@@ -76,21 +76,30 @@ export function quotaExceededProblem (context: RateLimitContext): Record<string,
   }
 }
 
+// Default 429 bodies, serialized, by what they say: a refused flood repeats a few of them.
+const BODIES_KEPT = 1000
+const bodies = new Map<string, string>()
+
 export function sendTooManyRequests (request: FastifyRequest, reply: FastifyReply, options: NormalisedOptions, info: RateLimitInfo, beforeBody: boolean, kind: RateLimitContext['kind'] = 'rate'): void {
   const retryAfterSeconds = Math.max(1, seconds(info.retryAfterMs))
-  const context: RateLimitContext = {
-    ...info,
-    violated: info.policies.filter(p => p.retryAfterMs > 0),
-    retryAfterSeconds,
-    beforeBody,
-    kind,
-  }
   reply.code(429).header('retry-after', retryAfterSeconds)
-  if (options.errorResponseBuilder === undefined) {
-    reply.type(PROBLEM_JSON).send(quotaExceededProblem(context))
-  } else {
+  if (options.errorResponseBuilder !== undefined) {
+    const context: RateLimitContext = { ...info, violated: info.policies.filter(p => p.retryAfterMs > 0), retryAfterSeconds, beforeBody, kind }
     reply.send(options.errorResponseBuilder(request, context))
+    return
   }
+  // what the body depends on: the refusing policies, the wait, and the cost or kind
+  let id = kind === 'concurrency' ? 'c' : beforeBody ? 'b' : `${info.cost}`
+  id += `|${retryAfterSeconds}`
+  for (const p of info.policies) if (p.retryAfterMs > 0) id += `|${p.name}|${p.quota}`
+  let body = bodies.get(id)
+  if (body === undefined) {
+    const context: RateLimitContext = { ...info, violated: info.policies.filter(p => p.retryAfterMs > 0), retryAfterSeconds, beforeBody, kind }
+    body = JSON.stringify(quotaExceededProblem(context))
+    if (bodies.size >= BODIES_KEPT) bodies.clear()
+    bodies.set(id, body)
+  }
+  reply.type(PROBLEM_JSON).send(body)
 }
 
 /** 413: the cost can never fit; no Retry-After, since waiting cannot help. */
