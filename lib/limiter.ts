@@ -442,7 +442,8 @@ export class Limiter {
       return undefined
     }
     if (!isThenable(pending)) return pending
-    return withTimeout(pending, this.#opts.storeTimeoutMs).then(
+    const answer = withTimeout(pending, this.#opts.storeTimeoutMs)
+    return (this.observer === undefined ? answer : this.observer.storeCall(answer)).then(
       (value) => {
         if (guard.breaker.success()) this.#recovered(guard)
         return value

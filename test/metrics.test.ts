@@ -98,6 +98,20 @@ describe.each(storeCases)('metrics on the $name store', (store) => {
     expect(sample(text, 'fastify_gcra_deny_cache_hits_total')).toBe(0)
   })
 
+  it('time every store call: decisions, concurrency slots and settles', async () => {
+    const app = await appWith(store, { metrics: true })
+    app.get('/a', { config: { rateLimit: { limits: ['50/minute'], cost: 10, concurrency: 1 } } }, async (_req, reply) => {
+      await reply.rateLimit!.settle(2)
+      return ok()
+    })
+    await app.ready()
+    await app.inject('/a')
+    const text = await scrape(app)
+    // Redis: a slot, a decision and a settle (the release is not awaited by anyone); memory: none
+    expect(sample(text, 'fastify_gcra_store_duration_seconds_count')).toBe(store.name === 'memory' ? 0 : 3)
+    expect(sample(text, 'fastify_gcra_cost_charged_total', { route: 'GET /a', tier: 'none' })).toBe(2)
+  })
+
   it('join a registry of yours, with a prefix, on a route you choose, and leave it when the app closes', async () => {
     const registry = new Registry()
     const { Counter } = await import('prom-client')
