@@ -77,7 +77,7 @@ export class Metrics {
     try {
       named(`${p}requests_total`, () => new prom.Counter({
         name: `${p}requests_total`,
-        help: 'Requests on limited routes the limiter decided, by route, tier and outcome (admitted, refused, admitted_locally, refused_locally, too_large, store_unavailable, unchecked)',
+        help: `Requests on limited routes the limiter decided, by route, tier and outcome (${OUTCOMES.join(', ')})`,
         labelNames: ['route', 'tier', 'outcome'] as const,
         registers,
         collect () {
