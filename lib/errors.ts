@@ -18,7 +18,7 @@ export const FST_GCRA_INVALID_COST = createError<[string, string, { cause: unkno
 /** The `key` resolver threw or returned something that cannot identify a caller. */
 export const FST_GCRA_INVALID_KEY = createError<[string]>(
   'FST_GCRA_INVALID_KEY',
-  'fastify-gcra: the key resolver must return a string or a finite number, got %s',
+  'fastify-gcra: the key resolver must return a string, a finite number or a non-empty array of strings, got %s',
   500,
 )
 

@@ -186,6 +186,8 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
   function withSlots (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller, outcome: SlotOutcome): Step {
     if (outcome.refused === undefined) {
       caller.slots = outcome.held
+      // the rate decision does not wait for a store that just failed
+      if (outcome.storeFailed) caller.storeFailed = true
       // the response closed while the slots were being taken
       if (caller.closed) {
         limiter.release(outcome.held)
@@ -195,6 +197,7 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
     }
     if (outcome.refused === 'store') {
       caller.refusal = 'store'
+      caller.storeFailed = true
       sendStoreUnavailable(reply)
     } else if (outcome.refused === 'route') {
       caller.refusal = 'capacity'
@@ -229,27 +232,26 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
 
   function withCost (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller, set: PolicySet, cost: number, increments: readonly number[]): Step {
     if (exceedsCapacity(set, increments)) {
-      if (caller.hundredths < 100) {
+      // the largest cost the tier ever admits is the one at full scale
+      const full = caller.hundredths < 100 ? limiter.setFor(plan, caller.tier) : set
+      if (full !== set && !exceedsCapacity(full, full.policies.map(p => incrementUs(cost, p.intervalUs)))) {
         // it fits the route at full scale: the service admits less for now, the caller did nothing wrong
-        const full = limiter.setFor(plan, caller.tier)
-        if (!exceedsCapacity(full, full.policies.map(p => incrementUs(cost, p.intervalUs)))) {
-          caller.refusal = 'capacity'
-          setPolicyHeader(reply, options.headers, set)
-          sendReducedCapacity(reply)
-          return false
-        }
+        caller.refusal = 'capacity'
+        setPolicyHeader(reply, options.headers, set)
+        sendReducedCapacity(reply)
+        return false
       }
       // not a rate-limit event, but still a limited response: read the state to report it
       return andThen(decide(caller, set, set.unitIncrements, false), (state) => {
         if (state.degraded) caller.storeFailed = true
         if (state.reply !== undefined) {
-          const info = { ...toInfo(set, state.reply, cost, set.unitIncrements, caller.tier, state.degraded), allowed: false, cost, retryAfterMs: Infinity }
+          const info = { ...toInfo(set, state.reply, cost, set.unitIncrements, caller.tier, state.degraded), allowed: false, cost, retryAfterMs: Infinity, maxCost: full.maxCost }
           request.rateLimit = info
           fields(reply, set, info, caller)
         } else {
           setPolicyHeader(reply, options.headers, set)
         }
-        sendCostTooLarge(reply, set, cost, caller.tier !== null && plan.tiers.has(caller.tier) ? caller.tier : null)
+        sendCostTooLarge(reply, full, cost, caller.tier !== null && plan.tiers.has(caller.tier) ? caller.tier : null)
         return false
       })
     }

@@ -67,6 +67,8 @@ export class HeldSlots {
   limit = 0
   remaining = 0
   released = false
+  /** The store failed a slot call of this request (its rate decision then waits for it no more). */
+  storeFailed = false
   constructor (store: RateLimitStore, token: string) {
     this.store = store
     this.token = token
@@ -75,7 +77,7 @@ export class HeldSlots {
 
 /** The answer to a request for slots. */
 export type SlotOutcome =
-  | { readonly held: HeldSlots | undefined, readonly refused?: undefined }
+  | { readonly held: HeldSlots | undefined, readonly refused?: undefined, readonly storeFailed: boolean }
   | { readonly held?: undefined, readonly refused: 'caller' | 'route' | 'store', readonly limit: number }
 
 /**
@@ -357,6 +359,7 @@ export class Limiter {
     if (held.store !== this.store) return local()
     return andThen(this.#remoteCall(key, () => this.store.acquire(key, limit, held.token, this.#opts.concurrencyLeaseMs)), (reply) => {
       if (reply === undefined) {
+        held.storeFailed = true
         // a call that timed out may still take the slot in the store: take it back (ZREM by
         // token is idempotent, and runs after the acquire on the same connection)
         this.#background(() => this.store.release(key, held.token), 'debug', 'fastify-gcra: a concurrency slot could not be released; its lease ends it')
@@ -377,7 +380,7 @@ export class Limiter {
   }
 
   #hold (held: HeldSlots): SlotOutcome {
-    if (held.keys.length === 0) return { held: undefined }
+    if (held.keys.length === 0) return { held: undefined, storeFailed: held.storeFailed }
     if (held.store === this.store && this.#remote) {
       this.#held.add(held)
       if (this.#renewal === undefined) {
@@ -385,7 +388,7 @@ export class Limiter {
         this.#renewal.unref()
       }
     }
-    return { held }
+    return { held, storeFailed: held.storeFailed }
   }
 
   #renew (): void {

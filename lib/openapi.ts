@@ -82,22 +82,37 @@ export function canBeTooLarge (plan: RoutePlan): boolean {
 }
 
 /** The responses a limited route adds to its documentation, by status code. */
+/** Whether the route has rate limits (a route may have only a concurrency limit). */
+const rated = (plan: RoutePlan): boolean => plan.base.policies.length > 0
+
+/** The rate-limit fields a route's responses carry: none for a route with only a route-wide concurrency limit. */
+export function routeFields (options: NormalisedOptions, plan: RoutePlan): Record<string, Schema> {
+  if (rated(plan)) return rateLimitHeaders(options.headers)
+  // a caller's concurrency limit has draft-10 items, and no legacy field
+  const perCaller = plan.concurrency?.perCaller !== undefined || (plan.concurrency?.tiers.size ?? 0) > 0
+  return perCaller && (options.headers === 'draft' || options.headers === 'both') ? RATE_LIMIT_HEADERS : {}
+}
+
 export function limitedResponses (options: NormalisedOptions, plan: RoutePlan): Record<string, Schema> {
-  const fields = rateLimitHeaders(options.headers)
+  const fields = routeFields(options, plan)
   const custom = options.errorResponseBuilder !== undefined
   const customSchema = options.openapi?.errorResponseSchema
-  const out: Record<string, Schema> = {
-    429: {
-      description: plan.concurrency === undefined
-        ? 'Too Many Requests: a rate limit of this route is exhausted; retry after Retry-After seconds'
-        : 'Too Many Requests: a rate limit of this route is exhausted, or the caller has as many requests in flight as it may; retry after Retry-After seconds',
+  const perCaller = plan.concurrency?.perCaller !== undefined || (plan.concurrency?.tiers.size ?? 0) > 0
+  const out: Record<string, Schema> = {}
+  if (rated(plan) || perCaller) {
+    out[429] = {
+      description: !rated(plan)
+        ? 'Too Many Requests: the caller has as many requests in flight on this route as it may; retry after Retry-After seconds'
+        : plan.concurrency === undefined || !perCaller
+          ? 'Too Many Requests: a rate limit of this route is exhausted; retry after Retry-After seconds'
+          : 'Too Many Requests: a rate limit of this route is exhausted, or the caller has as many requests in flight as it may; retry after Retry-After seconds',
       headers: { ...fields, 'Retry-After': RETRY_AFTER },
       ...(custom
         ? (customSchema === undefined ? {} : { content: { 'application/json': { schema: customSchema } } })
         : { content: { [PROBLEM_JSON]: { schema: QUOTA_EXCEEDED_SCHEMA } } }),
-    },
+    }
   }
-  if (canBeTooLarge(plan)) {
+  if (rated(plan) && canBeTooLarge(plan)) {
     out[413] = {
       description: 'Content Too Large: this request costs more than the caller\'s tier ever admits at once; retrying cannot help',
       headers: fields,
@@ -106,8 +121,9 @@ export function limitedResponses (options: NormalisedOptions, plan: RoutePlan): 
   }
   // the memory store does not fail
   const storeDown = plan.onStoreError === 'deny' && options.store.kind !== 'memory'
-  // a route at its concurrency capacity, or admitting less than usual (a scale below 1)
-  const reduced = plan.concurrency?.route !== undefined || plan.scale !== undefined || options.scale !== undefined || options.pressureScale !== undefined
+  // a route at its concurrency capacity, or admitting less than usual (a scale below 1 applies to rate limits)
+  const scaled = rated(plan) && (plan.scale !== undefined || options.scale !== undefined || options.pressureScale !== undefined)
+  const reduced = plan.concurrency?.route !== undefined || scaled
   if (storeDown || reduced) {
     const schemas = [...(storeDown ? [STORE_UNAVAILABLE_SCHEMA] : []), ...(reduced ? [REDUCED_CAPACITY_SCHEMA] : [])]
     out[503] = {
@@ -162,9 +178,8 @@ export class OpenApiDocs {
 
   /** Replace each collected route's schema with its documented copy (the route's options object is what @fastify/swagger reads). */
   apply (): void {
-    const fields = rateLimitHeaders(this.#options.headers)
     for (const { route, plan } of this.#routes) {
-      route.schema = documented(route.schema as Schema | undefined, limitedResponses(this.#options, plan), fields)
+      route.schema = documented(route.schema as Schema | undefined, limitedResponses(this.#options, plan), routeFields(this.#options, plan))
     }
     this.#routes = []
   }

@@ -193,6 +193,25 @@ describe.each(storeCases)('slots over a real socket ($name)', (store) => {
 })
 
 describe.runIf(hasRedis)('concurrency slots in Redis', () => {
+  it('a request whose slot call failed does not wait for the store again for its rate limits', async () => {
+    const client = redisClient()
+    const app = newApp()
+    await app.register(gcra, { store: { redis: client }, prefix: randomPrefix(), storeTimeoutMs: 50, onStoreError: 'allow', metrics: true })
+    app.get('/gen', { config: { rateLimit: { limits: ['10/minute'], concurrency: 1 } } }, ok)
+    await app.ready()
+    const scripts = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+    let decisions = 0
+    const acquire = scripts.fastifyGcraAcquireV1!
+    const decide = scripts.fastifyGcraDecideV1!
+    scripts.fastifyGcraAcquireV1 = (...args: unknown[]) => acquire.apply(client, args).then(async (reply) => { await tick(150); return reply })
+    scripts.fastifyGcraDecideV1 = (...args: unknown[]) => { decisions++; return decide.apply(client, args) }
+    expect((await app.inject(from('10.0.0.1'))).statusCode).toBe(200)
+    expect(decisions).toBe(0)
+    expect((await app.inject('/metrics')).body).toContain('fastify_gcra_requests_total{route="GET /gen",tier="none",outcome="unchecked"} 1')
+    scripts.fastifyGcraAcquireV1 = acquire
+    scripts.fastifyGcraDecideV1 = decide
+  })
+
   it('is not left behind when a slot request times out but still reaches Redis', async () => {
     const prefix = randomPrefix()
     const client = redisClient()

@@ -203,3 +203,23 @@ describe.each(storeCases)('the documentation never changes a response, on the $n
     expect(JSON.parse(documented[6]![1])).toEqual({ upstream: 'down', status: [503] })
   })
 })
+
+describe('OpenAPI of concurrency limits', () => {
+  it('documents what a concurrency limit can answer: 429 and its fields per caller, 503 for a route capacity, nothing else', async () => {
+    const app = await documentedApp(storeCases[0]!)
+    app.get('/caller', { config: { rateLimit: { concurrency: 2 } } }, ok)
+    app.get('/capacity', { config: { rateLimit: { concurrency: { route: 4 } } } }, ok)
+    app.post('/both', { config: { rateLimit: { limits: ['10/minute'], cost: () => 2, concurrency: { perCaller: 1, route: 8 } } } }, ok)
+    await app.ready()
+    const caller = responses(app, '/caller')
+    expect(Object.keys(caller).sort()).toEqual(['200', '429'])
+    expect(caller['429']!.description).toContain('requests in flight')
+    expect(headerNames(caller, '200')).toEqual([...DRAFT].sort())
+    const capacity = responses(app, '/capacity')
+    expect(Object.keys(capacity).sort()).toEqual(['200', '503'])
+    expect(headerNames(capacity, '200')).toEqual([])
+    const both = responses(app, '/both', 'post')
+    expect(Object.keys(both).sort()).toEqual(['200', '413', '429', '503'])
+    expect(both['429']!.description).toContain('a rate limit of this route is exhausted, or the caller has as many requests in flight')
+  })
+})

@@ -128,3 +128,16 @@ describe.each(storeCases)('a scale too low for a cost ($name)', (store) => {
     expect(metrics).toContain('fastify_gcra_requests_total{route="GET /huge",tier="none",outcome="too_large"} 1')
   })
 })
+
+describe('a 413 under a scale below 1', () => {
+  it('names the largest cost the tier admits at full scale', async () => {
+    const app = newApp()
+    await app.register(gcra)
+    app.get('/a', { config: { rateLimit: { limits: ['10/minute'], cost: 11 } } }, ok)
+    app.rateLimiter.setScale(0.25)
+    const res = await app.inject('/a')
+    expect(res.statusCode).toBe(413)
+    expect(res.json()['max-cost']).toBe(10)
+    expect(res.json().detail).toContain('the largest cost is 10')
+  })
+})

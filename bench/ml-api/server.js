@@ -19,7 +19,7 @@ console.log(`  curl -i ${base}/model`)
 console.log(`  curl -i -X POST ${base}/predict -H 'content-type: application/json' -H 'x-api-key: demo-free-key' -d '{"input":[5.1,3.5,1.4,0.2]}'`)
 console.log(`  curl -i -X POST ${base}/predict/batch -H 'content-type: application/json' -d '{"inputs":[[6.7,3.0,5.2,2.3],[5.9,3.0,4.2,1.5]]}'`)
 console.log(`  curl ${base}/metrics                # Prometheus metrics`)
-console.log(`  curl ${base}/documentation/json     # OpenAPI, with each route's 429/413 and rate-limit headers`)
+console.log(`  curl ${base}/documentation/json     # OpenAPI, with each route's 429/413/503 and rate-limit headers`)
 console.log('Ctrl-C stops it.')
 
 let closing = false

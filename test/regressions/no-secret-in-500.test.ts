@@ -10,7 +10,7 @@ describe('500 bodies of broken resolvers', () => {
     const r = await app.inject('/p')
     expect(r.statusCode).toBe(500)
     expect(r.body).not.toContain('sk-live')
-    expect(r.json().message).toBe('fastify-gcra: the key resolver must return a string or a finite number, got an object')
+    expect(r.json().message).toBe('fastify-gcra: the key resolver must return a string, a finite number or a non-empty array of strings, got an object')
   })
 
   it('accept a repeated header (string[]) as one identity', async () => {
