@@ -8,11 +8,10 @@ import type {
   FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, onResponseHookHandler, preHandlerHookHandler,
 } from 'fastify'
 import { FST_GCRA_INVALID_COST, FST_GCRA_INVALID_SETTLE, describeKind } from './errors.js'
-import { incrementUs } from './gcra.js'
 import { andThen, isThenable, toInfo, type HeldSlots, type Limiter, type Outcome, type RoutePlan, type SlotOutcome } from './limiter.js'
 import type { RateLimitInfo, RateLimitSettlement } from './types.js'
 import type { MaybePromise, NormalisedOptions } from './options.js'
-import { exceedsCapacity, type PolicySet } from './policy.js'
+import { exceedsCapacity, incrementsFor, type PolicySet } from './policy.js'
 import {
   concurrencyInfo, sendCostTooLarge, sendReducedCapacity, sendRouteBusy, sendStoreUnavailable, sendTooManyRequests, setConcurrencyHeaders,
   setPolicyHeader, setRateLimitHeaders,
@@ -225,16 +224,16 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
       return withCost(request, reply, false, caller, set, 1, set.unitIncrements)
     }
     if (typeof plan.cost === 'number') {
-      return withCost(request, reply, true, caller, set, plan.cost, set.fixedIncrements ?? set.policies.map(p => incrementUs(plan.cost as number, p.intervalUs)))
+      return withCost(request, reply, true, caller, set, plan.cost, set.fixedIncrements!)
     }
-    return costOf(plan, request).then(cost => withCost(request, reply, true, caller, set, cost, set.policies.map(p => incrementUs(cost, p.intervalUs))))
+    return costOf(plan, request).then(cost => withCost(request, reply, true, caller, set, cost, incrementsFor(set.policies, cost)))
   }
 
   function withCost (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller, set: PolicySet, cost: number, increments: readonly number[]): Step {
     if (exceedsCapacity(set, increments)) {
       // the largest cost the tier ever admits is the one at full scale
       const full = caller.hundredths < 100 ? limiter.setFor(plan, caller.tier) : set
-      if (full !== set && !exceedsCapacity(full, full.policies.map(p => incrementUs(cost, p.intervalUs)))) {
+      if (full !== set && !exceedsCapacity(full, incrementsFor(full.policies, cost))) {
         // it fits the route at full scale: the service admits less for now, the caller did nothing wrong
         caller.refusal = 'capacity'
         setPolicyHeader(reply, options.headers, set)

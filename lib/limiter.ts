@@ -18,7 +18,7 @@ import {
   normaliseLimits, type ConcurrencySettings, type CostSetting, type MaybePromise, type NormalisedOptions,
   type ScaleFunction, type SettleFunction, type StoreErrorPolicy,
 } from './options.js'
-import { buildPolicy, buildSet, exceedsCapacity, GLOBAL_SCOPE, namedScope, type Policy, type PolicySet } from './policy.js'
+import { buildPolicy, buildSet, exceedsCapacity, GLOBAL_SCOPE, incrementsFor, namedScope, type Policy, type PolicySet } from './policy.js'
 import { randomBytes } from 'node:crypto'
 import { CONCURRENCY } from './response.js'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
@@ -644,7 +644,7 @@ export class Limiter {
       if (typeof cost !== 'number' || !Number.isFinite(cost) || cost <= 0) throw new FST_GCRA_INVALID_COST('rateLimiter.consume()', describeKind(cost))
       const tier = tierName(options.tier)
       const set = this.setFor(this.#programmaticPlan(limits, options), tier)
-      const increments = charge ? set.policies.map(p => incrementUs(cost, p.intervalUs)) : set.unitIncrements
+      const increments = charge ? incrementsFor(set.policies, cost) : set.unitIncrements
       if (exceedsCapacity(set, increments)) return neverFits(set, cost, tier)
       const outcome = await this.decide(this.#hash(key), set, increments, charge, this.#opts.onStoreError)
       if (outcome.reply === undefined) throw outcome.error

@@ -58,8 +58,13 @@ export function buildPolicy (limit: Limit, multiplier: number, scopeId: string):
 
 let nextSetId = 1
 
+/** What a request of `cost` adds to each policy's TAT: c · T, in whole µs. */
+export function incrementsFor (policies: readonly Policy[], cost: number): number[] {
+  return policies.map(p => incrementUs(cost, p.intervalUs))
+}
+
 export function buildSet (policies: readonly Policy[], fixedCost: number | undefined): PolicySet {
-  const increments = (cost: number): number[] => policies.map(p => incrementUs(cost, p.intervalUs))
+  const increments = (cost: number): number[] => incrementsFor(policies, cost)
   return Object.freeze({
     id: nextSetId++,
     policies,
