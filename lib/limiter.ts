@@ -428,34 +428,9 @@ export class Limiter {
     }
   }
 
-  /**
-   * A store call other than a decision, bounded by the timeout and skipped while the
-   * breaker of its server is open. Undefined when it failed.
-   */
+  /** A store call other than a decision (see `#guarded`): its answer, or undefined when it failed. */
   #remoteCall<T> (key: string, run: () => MaybePromise<T>): MaybePromise<T | undefined> {
-    if (!this.#remote) return run()
-    const guard = this.#breakerFor(key.slice(key.indexOf('{') + 1, key.indexOf('}')))!
-    const turn = guard.breaker.allow()
-    if (turn === false) return undefined
-    let pending: MaybePromise<T>
-    try {
-      pending = run()
-    } catch (error) {
-      this.#logFailure(error, guard, turn === 'probe')
-      return undefined
-    }
-    if (!isThenable(pending)) return pending
-    const answer = withTimeout(pending, this.#opts.storeTimeoutMs)
-    return (this.observer === undefined ? answer : this.observer.storeCall(answer)).then(
-      (value) => {
-        if (guard.breaker.success()) this.#recovered(guard)
-        return value
-      },
-      (error: unknown) => {
-        this.#logFailure(error, guard, turn === 'probe')
-        return undefined
-      },
-    )
+    return this.#guarded<T, T | undefined>(key.slice(key.indexOf('{') + 1, key.indexOf('}')), run, value => value, () => undefined)
   }
 
   /**
@@ -559,25 +534,45 @@ export class Limiter {
       if (refused !== undefined) return { reply: refused, degraded: false }
     }
     const keys = this.#keys(hashedKey, set)
-    const guard = this.#breakerFor(hashedKey)
-    const turn = guard === undefined ? 'call' : guard.breaker.allow()
-    if (turn === false) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), keys, set, incrementsUs, charge, onStoreError)
     const sentAtUs = denyCache === undefined ? 0 : localClockUs()
-    let pending: MaybePromise<StoreReply>
-    try {
-      pending = this.store.decide(keys, set.capacitiesUs, incrementsUs, charge)
-    } catch (error) {
-      return this.#failed(error, guard, turn === 'probe', keys, set, incrementsUs, charge, onStoreError)
-    }
-    if (!isThenable(pending)) return { reply: pending, degraded: false }
-    const answer = withTimeout(pending, this.#opts.storeTimeoutMs)
-    return (this.observer === undefined ? answer : this.observer.storeCall(answer)).then(
+    return this.#guarded(
+      hashedKey,
+      () => this.store.decide(keys, set.capacitiesUs, incrementsUs, charge),
       (reply): Outcome => {
-        if (guard !== undefined && guard.breaker.success()) this.#recovered(guard)
         if (!reply.allowed) denyCache?.remember(hashedKey, set.id, reply, sentAtUs)
         return { reply, degraded: false }
       },
-      (error: unknown) => this.#failed(error, guard, turn === 'probe', keys, set, incrementsUs, charge, onStoreError),
+      error => this.#fallBack(error, keys, set, incrementsUs, charge, onStoreError),
+    )
+  }
+
+  /**
+   * One store call, bounded by the timeout, skipped while the breaker of its server is
+   * open (a remote store), timed by the metrics: `onValue` with its answer, or `onError`
+   * with why there is none (logged once per outage when a breaker opens).
+   */
+  #guarded<T, R> (hashTag: string, run: () => MaybePromise<T>, onValue: (value: T) => R, onError: (error: unknown) => R): MaybePromise<R> {
+    const guard = this.#breakerFor(hashTag)
+    const turn = guard === undefined ? 'call' : guard.breaker.allow()
+    if (turn === false) return onError(new FST_GCRA_STORE_UNAVAILABLE())
+    let pending: MaybePromise<T>
+    try {
+      pending = run()
+    } catch (error) {
+      this.#logFailure(error, guard, turn === 'probe')
+      return onError(error)
+    }
+    if (!isThenable(pending)) return onValue(pending)
+    const answer = withTimeout(pending, this.#opts.storeTimeoutMs)
+    return (this.observer === undefined ? answer : this.observer.storeCall(answer)).then(
+      (value) => {
+        if (guard !== undefined && guard.breaker.success()) this.#recovered(guard)
+        return onValue(value)
+      },
+      (error: unknown) => {
+        this.#logFailure(error, guard, turn === 'probe')
+        return onError(error)
+      },
     )
   }
 
@@ -588,11 +583,6 @@ export class Limiter {
     const keys = new Array<string>(policies.length)
     for (let i = 0; i < policies.length; i++) keys[i] = head + policies[i]!.id
     return keys
-  }
-
-  #failed (error: unknown, guard: { shard: string, breaker: Breaker } | undefined, probe: boolean, keys: string[], set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): Outcome {
-    this.#logFailure(error, guard, probe)
-    return this.#fallBack(error, keys, set, incrementsUs, charge, onStoreError)
   }
 
   #logFailure (error: unknown, guard: { shard: string, breaker: Breaker } | undefined, probe: boolean): void {
