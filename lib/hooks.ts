@@ -37,6 +37,8 @@ class Caller {
   closed = false
   /** Answered before any rate decision: too many in flight (429), the route or scale at capacity (503), or the store (503). */
   refusal: 'concurrency' | 'capacity' | 'store' | null = null
+  /** Let through by a route with only a concurrency limit (no rate decision to read back). */
+  slotOnly = false
   /** What was charged, for `settle`: the set, its increments, the cost, and whether locally. */
   chargedSet: PolicySet | null = null
   chargedIncrements: readonly number[] = []
@@ -215,7 +217,10 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
     const set = limiter.setAt(plan, caller.tier, caller.hundredths)
     if (set.policies.length === 0) {
       // a route with a concurrency limit only
-      if (charge) slotFields(reply, caller)
+      if (charge) {
+        caller.slotOnly = true
+        slotFields(reply, caller)
+      }
       return true
     }
     if (!charge) {

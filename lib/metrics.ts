@@ -175,7 +175,8 @@ export class Metrics {
     let tally = byTier.get(seen.tier)
     if (tally === undefined) byTier.set(seen.tier, tally = new Tally())
     tally.requests[OUTCOME_INDEX[seen.outcome]]!++
-    if (seen.outcome === 'admitted' || seen.outcome === 'admitted_locally') tally.cost += request.rateLimit!.cost
+    // a route with only a concurrency limit charges no cost
+    if (seen.outcome === 'admitted' || seen.outcome === 'admitted_locally') tally.cost += request.rateLimit?.cost ?? 0
   }
 
   /** Times the calls to a remote store and counts their errors. */

@@ -44,6 +44,7 @@ interface Caller {
   readonly tier: string | null
   readonly storeFailed: boolean
   readonly refusal: 'concurrency' | 'capacity' | 'store' | null
+  readonly slotOnly: boolean
 }
 
 /**
@@ -52,7 +53,8 @@ interface Caller {
  * or a route whose cost is a function left before its charge (e.g. a 400 from validation).
  */
 export function outcomeOf (request: FastifyRequest, statusCode: number, onStoreError: StoreErrorPolicy): RequestOutcome | undefined {
-  const refusal = (request as unknown as { [kCaller]: Caller | null })[kCaller]?.refusal
+  const caller = (request as unknown as { [kCaller]: Caller | null })[kCaller]
+  const refusal = caller?.refusal
   if (refusal === 'concurrency') return 'concurrency_refused'
   if (refusal === 'capacity') return 'reduced_capacity'
   if (refusal === 'store') return 'store_unavailable'
@@ -62,8 +64,10 @@ export function outcomeOf (request: FastifyRequest, statusCode: number, onStoreE
     if (info.retryAfterMs === Infinity) return 'too_large'
     return info.degraded ? 'refused_locally' : 'refused'
   }
-  const caller = (request as unknown as { [kCaller]: Caller | null })[kCaller]
-  if (caller === null || !caller.storeFailed) return undefined
+  if (caller === null || caller === undefined) return undefined
+  // a route with only a concurrency limit: its slot was the whole decision
+  if (caller.slotOnly) return !caller.storeFailed ? 'admitted' : onStoreError === 'local' ? 'admitted_locally' : 'unchecked'
+  if (!caller.storeFailed) return undefined
   // the store failed and there is no decision: under 'deny' the plugin answered (413 or
   // 503); under 'allow' a 413 is the plugin's too (a handler's own 413 would count as one)
   if (statusCode === 413) return 'too_large'

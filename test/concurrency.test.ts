@@ -340,5 +340,8 @@ describe.each(storeCases)('concurrency in the metrics ($name)', (store) => {
     const metrics = (await app.inject('/metrics')).body
     expect(metrics).toContain('fastify_gcra_requests_total{route="GET /gen",tier="none",outcome="concurrency_refused"} 1')
     expect(metrics).toContain('fastify_gcra_requests_total{route="GET /gen",tier="none",outcome="reduced_capacity"} 1')
+    // the two that got their slots: a concurrency-only route admits without a rate decision, at no cost
+    expect(metrics).toContain('fastify_gcra_requests_total{route="GET /gen",tier="none",outcome="admitted"} 2')
+    expect(metrics).not.toMatch(/fastify_gcra_cost_charged_total\{route="GET \/gen"[^}]*\} [1-9]/)
   })
 })
