@@ -136,32 +136,22 @@ export function concurrencyInfo (limit: number, tier: string | null): RateLimitI
   return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: 1000, cost: 1, tier, maxCost: limit, policies: [policy], degraded: false }
 }
 
+/** A 503 with `Retry-After: 1` and a problem body: the plugin's answers of "not now, and not your fault". */
+function sendUnavailable (reply: FastifyReply, type: string, title: string, detail: string): void {
+  reply.code(503).header('retry-after', 1).type(PROBLEM_JSON).send({ type, title, status: 503, detail })
+}
+
 /** 503: the route holds as many requests as it can serve (its `concurrency.route`). */
 export function sendRouteBusy (reply: FastifyReply, limit: number): void {
-  reply.code(503).header('retry-after', 1).type(PROBLEM_JSON).send({
-    type: TEMPORARY_REDUCED_CAPACITY,
-    title: 'Temporary reduced capacity',
-    status: 503,
-    detail: `This route is serving as many requests as it can (${limit} at once). Retry in 1 second.`,
-  })
+  sendUnavailable(reply, TEMPORARY_REDUCED_CAPACITY, 'Temporary reduced capacity', `This route is serving as many requests as it can (${limit} at once). Retry in 1 second.`)
 }
 
 /** 503: at the scale admitted now, this request's cost cannot fit; at full scale it would. */
 export function sendReducedCapacity (reply: FastifyReply): void {
-  reply.code(503).header('retry-after', 1).type(PROBLEM_JSON).send({
-    type: TEMPORARY_REDUCED_CAPACITY,
-    title: 'Temporary reduced capacity',
-    status: 503,
-    detail: 'This route admits less than usual for now, too little for this request. Retry in 1 second.',
-  })
+  sendUnavailable(reply, TEMPORARY_REDUCED_CAPACITY, 'Temporary reduced capacity', 'This route admits less than usual for now, too little for this request. Retry in 1 second.')
 }
 
 /** 503 while the store cannot be reached and `onStoreError` is 'deny'. */
 export function sendStoreUnavailable (reply: FastifyReply): void {
-  reply.code(503).header('retry-after', 1).type(PROBLEM_JSON).send({
-    type: 'about:blank',
-    title: 'Service Unavailable',
-    status: 503,
-    detail: 'The rate limiter cannot reach its store. Retry in 1 second.',
-  })
+  sendUnavailable(reply, 'about:blank', 'Service Unavailable', 'The rate limiter cannot reach its store. Retry in 1 second.')
 }
