@@ -649,16 +649,13 @@ export class Limiter {
           this.#appScale = factor
           return
         }
-        const scopeId = typeof target === 'string' ? this.#scaleTargets.get(target) : undefined
-        if (scopeId === undefined) throw new FST_GCRA_INVALID_OPTION('rateLimiter.setScale(factor, target)', 'a limited route (\'POST /predict\') or a scope name', typeof target === 'string' ? `'${target.slice(0, 64)}'` : describeKind(target))
+        const scopeId = this.#scaleTarget(target, 'rateLimiter.setScale(factor, target)')
         if (factor === 1) this.#scopeScales.delete(scopeId)
         else this.#scopeScales.set(scopeId, factor)
       },
       getScale: (target?: string): number => {
         if (target === undefined) return this.#appScale
-        const scopeId = typeof target === 'string' ? this.#scaleTargets.get(target) : undefined
-        if (scopeId === undefined) throw new FST_GCRA_INVALID_OPTION('rateLimiter.getScale(target)', 'a limited route (\'POST /predict\') or a scope name', typeof target === 'string' ? `'${target.slice(0, 64)}'` : describeKind(target))
-        return this.#scopeScales.get(scopeId) ?? 1
+        return this.#scopeScales.get(this.#scaleTarget(target, 'rateLimiter.getScale(target)')) ?? 1
       },
       stats: (): RateLimiterStats => {
         const memory = this.store instanceof MemoryStore ? this.store : undefined
@@ -680,6 +677,13 @@ export class Limiter {
         if (isThenable(deleted)) await withTimeout(deleted, this.#opts.storeTimeoutMs)
       },
     })
+  }
+
+  /** The scope id a `setScale`/`getScale` target names (a route label or a scope name); throws for anything else. */
+  #scaleTarget (target: unknown, where: string): string {
+    const scopeId = typeof target === 'string' ? this.#scaleTargets.get(target) : undefined
+    if (scopeId === undefined) throw new FST_GCRA_INVALID_OPTION(where, 'a limited route (\'POST /predict\') or a scope name', typeof target === 'string' ? `'${target.slice(0, 64)}'` : describeKind(target))
+    return scopeId
   }
 
   #programmaticPlan (limits: readonly LimitSpec[], options: ConsumeOptions): RoutePlan {

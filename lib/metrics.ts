@@ -131,17 +131,21 @@ export class Metrics {
           for (const [shard, state] of limiter.breakerStates()) this.set({ node: shard === '' ? 'redis' : shard }, state === 'closed' ? 0 : 1)
         },
       }))
-      let reportedHits = 0
-      named(`${p}deny_cache_hits_total`, () => new prom.Counter({
-        name: `${p}deny_cache_hits_total`,
-        help: 'Requests refused from the local deny cache, without a store call',
-        registers,
-        collect () {
-          const hits = stats().denyCacheHits
-          if (hits > reportedHits) this.inc(hits - reportedHits)
-          reportedHits = hits
-        },
-      }))
+      /** A counter that follows a running total of the limiter's, read when scraped. */
+      const following = (name: string, help: string, read: () => number): void => {
+        let reported = 0
+        named(name, () => new prom.Counter({
+          name,
+          help,
+          registers,
+          collect () {
+            const total = read()
+            if (total > reported) this.inc(total - reported)
+            reported = total
+          },
+        }))
+      }
+      following(`${p}deny_cache_hits_total`, 'Requests refused from the local deny cache, without a store call', () => stats().denyCacheHits)
       if (limiter.store instanceof MemoryStore) {
         named(`${p}memory_store_keys`, () => new prom.Gauge({
           name: `${p}memory_store_keys`,
@@ -149,17 +153,7 @@ export class Metrics {
           registers,
           collect () { this.set(stats().storeKeys ?? 0) },
         }))
-        let reportedEvictions = 0
-        named(`${p}memory_store_evicted_live_total`, () => new prom.Counter({
-          name: `${p}memory_store_evicted_live_total`,
-          help: 'Live buckets the full memory store evicted (each lost a caller\'s state)',
-          registers,
-          collect () {
-            const evicted = stats().evictedLive ?? 0
-            if (evicted > reportedEvictions) this.inc(evicted - reportedEvictions)
-            reportedEvictions = evicted
-          },
-        }))
+        following(`${p}memory_store_evicted_live_total`, 'Live buckets the full memory store evicted (each lost a caller\'s state)', () => stats().evictedLive ?? 0)
       }
     } catch (error) {
       // leave a registry of the user's as it was
