@@ -14,19 +14,19 @@ writes      only when allowed and charging: KEYS[i] = new TAT (integer us),
             PX = ceil((TAT - now) / 1000) ms, the time until that bucket is full again
 ]]`
 
-/** The start of a decision, shared by the decision and the settle scripts. */
-const START_TAT = `
--- where a decision starts (gcra.ts startTat): what is not a finite number is absent, a
--- past TAT carries no state, one beyond now + D counts as an empty bucket
-local function start_tat(stored, now, cap)
-  local tat = tonumber(stored)
-  if tat == nil or tat ~= tat or tat <= now or tat == math.huge then return now end
-  if tat > now + cap then return now + cap end
-  return tat
-end
-`
+/**
+ * Lua lines that set `tat` to where a decision starts from `stored` (gcra.ts startTat),
+ * inlined in the decision and the settle scripts: what is not a finite number is absent,
+ * a past TAT carries no state, one beyond now + D counts as an empty bucket.
+ */
+const startTat = (stored: string): string => `  local tat = tonumber(${stored})
+  if tat == nil or tat ~= tat or tat <= now or tat == math.huge then
+    tat = now
+  elseif tat > now + cap then
+    tat = now + cap
+  end`
 
-const BODY = START_TAT + `
+const BODY = `
 local n = #KEYS
 local charge = ARGV[1] == '1'
 local stored = redis.call('MGET', unpack(KEYS))
@@ -35,7 +35,7 @@ local allowed = 1
 for i = 1, n do
   local cap = tonumber(ARGV[2 * i])
   local inc = tonumber(ARGV[2 * i + 1])
-  local tat = start_tat(stored[i], now, cap)
+${startTat('stored[i]')}
   reply[i + 2] = tat
   if tat + inc - now > cap then allowed = 0 end
 end
@@ -77,12 +77,12 @@ writes      KEYS[i] = start + change, at most now + D (start as in a decision: m
             is a full bucket: DEL
 ]]`
 
-const SETTLE_BODY = START_TAT + `
+const SETTLE_BODY = `
 local reply = { 1, now }
 for i = 1, #KEYS do
   local cap = tonumber(ARGV[2 * i - 1])
   local delta = tonumber(ARGV[2 * i])
-  local tat = start_tat(redis.call('GET', KEYS[i]), now, cap)
+${startTat("redis.call('GET', KEYS[i])")}
   tat = tat + delta
   if tat > now + cap then tat = now + cap end
   if tat <= now then
