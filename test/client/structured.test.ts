@@ -13,6 +13,8 @@ describe('structured-field lists', () => {
     expect(plain('"a\\"b";x=-1.5;flag;y=?0;z=:aGk=:')).toEqual([['a"b', { x: -1.5, flag: true, y: false, z: Uint8Array.from([104, 105]) }]])
     expect(plain('  1 ,\t2  ')).toEqual([[1, {}], [2, {}]])
     expect(plain('')).toEqual([])
+    // '@' and '%"' inside strings are text, not RFC 9651 items
+    expect(plain('"a@b";n="50%", "q=%";q=1')).toEqual([['a@b', { n: '50%' }], ['q=%', { q: 1 }]])
   })
 
   it.each([
@@ -31,6 +33,9 @@ describe('structured-field lists', () => {
     [':not base64!:', 'a bad byte sequence'],
     [':a:', 'base64 that cannot decode'],
     [':==:', 'padding without data'],
+    ['@1659578233', 'an RFC 9651 date'],
+    ['"a";d=%"b"', 'an RFC 9651 display string'],
+    ['"a";x=%"b";x=1', 'a display string that a duplicate key overwrites'],
   ])('reject %j (%s) without throwing', (field) => {
     expect(parseList(field)).toBeUndefined()
   })
