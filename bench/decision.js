@@ -2,8 +2,8 @@
 // decision (tinybench; each task runs a batch of decisions, so the timer's own cost is
 // spread over the batch), over 1 key and over 1 M keys.
 import { Bench } from 'tinybench'
-import { decide, incrementUs, toBucket } from '../dist/esm/gcra.js'
-import { hashIdentity, identityHasher } from '../dist/esm/identity.js'
+import { decide, incrementUs, toBucket } from '../dist/esm/gcra/math.js'
+import { hashIdentity, identityHasher } from '../dist/esm/identity/hash.js'
 import { MemoryStore } from '../dist/esm/stores/memory.js'
 import { main } from './lib/scenario.js'
 import { fmt } from './lib/stats.js'

@@ -57,7 +57,7 @@ async function redisBytes (port, n, which) {
   if (which === 'gcra') {
     const store = new RedisStore(client, false)
     // the plugin's key shape: prefix, identity hash tag, policy id; '1/day': TTL a day
-    const { hashIdentity } = await import('../dist/esm/identity.js')
+    const { hashIdentity } = await import('../dist/esm/identity/hash.js')
     for (let i = 0; i < n; i += CHUNK) {
       const calls = []
       for (let j = i; j < Math.min(n, i + CHUNK); j++) calls.push(store.decide([`gcra:{${hashIdentity(`client-${j}`)}}:0123456789ab`], [86_400_000_000], [86_400_000_000], true))

@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module'
 import { Redis } from 'ioredis'
 import { RedisStore } from '../dist/esm/stores/redis.js'
-import { hashIdentity } from '../dist/esm/identity.js'
+import { hashIdentity } from '../dist/esm/identity/hash.js'
 import { main } from './lib/scenario.js'
 import { startRedis } from './lib/proc.js'
 import { infoField, parseCommandstats, redisCpuSeconds } from './lib/redis-info.js'

@@ -2,8 +2,8 @@
  * Public types and the declaration merging that makes `config.rateLimit`,
  * `request.rateLimit` and `fastify.rateLimiter` typed for Fastify users.
  */
-import type { LimitSpec } from './limit.js'
-import type { RouteRateLimitConfig } from './options.js'
+import type { LimitSpec } from './limits/limit.js'
+import type { RouteRateLimitConfig } from './options/types.js'
 
 /** One policy (limit) as it applied to a request. */
 export interface PolicyState {

@@ -3,7 +3,7 @@
  * (statuses, remaining quota and reset over time, Retry-After values, admitted rate
  * against the advertised policy). Used by `fastify-gcra probe`.
  */
-import { readRateLimit, type PolicyView } from './client/fields.js'
+import { readRateLimit, type PolicyView } from '../client/fields.js'
 
 export interface ProbeOptions {
   url: string

@@ -11,8 +11,9 @@
  * time the call was sent, which over-estimates it: a later clock can only admit more, so
  * the estimate errs towards asking the store, never towards a false refusal.
  */
-import { decide } from './gcra.js'
-import type { StoreReply } from './stores/store.js'
+import { decide } from '../gcra/math.js'
+import type { StoreReply } from '../stores/contract.js'
+import { boundedMap, type BoundedMap } from '../util/bounded.js'
 
 interface Entry {
   /** The TATs the refusal was decided on (µs, store clock). */
@@ -33,11 +34,10 @@ const MAX_SETS_PER_CALLER = 16
 export const localClockUs = (): number => Math.floor((performance.timeOrigin + performance.now()) * 1000)
 
 export class DenyCache {
-  // caller → (policy set id → snapshot); the outer Map's order is the order of insertion
-  readonly #entries = new Map<string, Map<number, Entry>>()
-  readonly #maxCallers: number
+  // caller → (policy set id → snapshot); the oldest caller goes first when full
+  readonly #entries: BoundedMap<BoundedMap<Entry>>
   /** Local clock of each caller's last reset: a refusal sent before it is stale. */
-  readonly #resetAt = new Map<string, number>()
+  readonly #resetAt: BoundedMap<number>
   #hits = 0
   /**
    * Off while this instance cannot hear other instances' refunds (a refund lowers TATs,
@@ -46,7 +46,8 @@ export class DenyCache {
   #active = true
 
   constructor (maxCallers = 10_000) {
-    this.#maxCallers = maxCallers
+    this.#entries = boundedMap(maxCallers)
+    this.#resetAt = boundedMap(maxCallers)
   }
 
   /** Requests answered from the cache so far. */
@@ -62,7 +63,7 @@ export class DenyCache {
   /** Snapshots held, all callers together. */
   get entries (): number {
     let n = 0
-    for (const sets of this.#entries.values()) n += sets.size
+    for (const caller of this.#entries.keys()) n += this.#entries.get(caller)?.size ?? 0
     return n
   }
 
@@ -86,12 +87,7 @@ export class DenyCache {
       if (localClockUs() - resetAt > MAX_AGE_US) this.#resetAt.delete(caller)
     }
     let sets = this.#entries.get(caller)
-    if (sets === undefined) {
-      if (this.#entries.size >= this.#maxCallers) this.#entries.delete(this.#entries.keys().next().value as string)
-      sets = new Map()
-      this.#entries.set(caller, sets)
-    }
-    if (!sets.has(setId) && sets.size >= MAX_SETS_PER_CALLER) sets.delete(sets.keys().next().value as number)
+    if (sets === undefined) this.#entries.set(caller, sets = boundedMap(MAX_SETS_PER_CALLER))
     sets.set(setId, { tatsUs: reply.tatsUs, offsetUs: reply.nowUs - sentAtUs, atUs: localClockUs() })
   }
 
@@ -118,7 +114,7 @@ export class DenyCache {
   /** Forget a caller, and ignore refusals for it that were sent before now (a reset). */
   forget (caller: string): void {
     this.#entries.delete(caller)
-    if (this.#resetAt.size >= this.#maxCallers) this.#resetAt.delete(this.#resetAt.keys().next().value as string)
+    // re-inserted, so that the most recent resets are the ones kept
     this.#resetAt.delete(caller)
     this.#resetAt.set(caller, localClockUs())
   }

@@ -1,118 +1,39 @@
 /**
- * The route hooks: take concurrency slots and charge fixed costs in `onRequest`; for
- * costs computed from the body, turn away an empty bucket in `onRequest` and charge in
- * `preHandler`, after parsing and validation; give slots back when the response closes;
- * settle estimated costs after the handler.
+ * The route hooks: one straight way per request,
+ *   state (identity, tier, scale) → slots (concurrency) → policy set and cost
+ *   → capacity (413, or 503 at a reduced scale) → decision → fields and body.
+ * A fixed cost is charged in `onRequest`. A cost computed from the body is checked in
+ * `onRequest` (an empty bucket is turned away before the body is read) and charged in
+ * `preHandler`, after parsing and validation. Every decision records the request's outcome.
  */
 import type {
   FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, onResponseHookHandler, preHandlerHookHandler,
 } from 'fastify'
-import { FST_GCRA_INVALID_COST, FST_GCRA_INVALID_SETTLE, describeKind } from './errors.js'
-import { andThen, isThenable, toInfo, type HeldSlots, type Limiter, type Outcome, type RoutePlan, type SlotOutcome } from './limiter.js'
-import type { RateLimitInfo, RateLimitSettlement } from './types.js'
-import type { MaybePromise, NormalisedOptions } from './options.js'
-import { exceedsCapacity, incrementsFor, type PolicySet } from './policy.js'
-import {
-  concurrencyInfo, sendCostTooLarge, sendReducedCapacity, sendRouteBusy, sendStoreUnavailable, sendTooManyRequests, setConcurrencyHeaders,
-  setPolicyHeader, setRateLimitHeaders,
-} from './response.js'
+import type { StoreDecision } from '../decision/decide.js'
+import { concurrencyInfo, toInfo } from '../decision/info.js'
+import type { Engine } from '../engine.js'
+import { FST_GCRA_INVALID_COST, describeKind } from '../errors.js'
+import type { SlotOutcome } from '../inference/concurrency.js'
+import { settlementOf } from '../inference/settle.js'
+import type { RoutePlan } from '../limits/plan.js'
+import { exceedsCapacity, incrementsFor, type PolicySet } from '../limits/policy.js'
+import { kState } from '../symbols.js'
+import type { RateLimitInfo } from '../types.js'
+import { andThen, isThenable, type MaybePromise } from '../util/maybe.js'
+import { setConcurrencyHeaders, setPolicyHeader, setRateLimitHeaders } from './fields.js'
+import { sendCostTooLarge, sendReducedCapacity, sendRouteBusy, sendStoreUnavailable, sendTooManyRequests } from './problems.js'
+import { RequestState } from './state.js'
 
-/** Where a request's resolved identity is kept between its hooks. */
-export const kCaller = Symbol('fastify-gcra.caller')
+type Limited = FastifyRequest & { [kState]: RequestState | null }
 
-/** One request's caller and what the limiter did for it. */
-class Caller {
-  readonly key: string
-  readonly tier: string | null
-  readonly limiter: Limiter
-  readonly plan: RoutePlan
-  /** The scale of admitted rates for this request, in hundredths. */
-  readonly hundredths: number
-  /** The store failed this request once already (the check before the body). */
-  storeFailed = false
-  /** Slots were asked for (once per request); those it holds. */
-  slotsAsked = false
-  slots: HeldSlots | undefined = undefined
-  /** The response closed: slots that arrive later go straight back. */
-  closed = false
-  /** Answered before any rate decision: too many in flight (429), the route or scale at capacity (503), or the store (503). */
-  refusal: 'concurrency' | 'capacity' | 'store' | null = null
-  /** Let through by a route with only a concurrency limit (no rate decision to read back). */
-  slotOnly = false
-  /** What was charged, for `settle`: the set, its increments, the cost, and whether locally. */
-  chargedSet: PolicySet | null = null
-  chargedIncrements: readonly number[] = []
-  chargedCost = 0
-  chargedLocally = false
-  settled = false
-  settlement: Settlement | undefined = undefined
+/** A step's result: go on (true) or answered (false), now or later. */
+type Step = boolean | Promise<boolean>
 
-  constructor (key: string, tier: string | null, limiter: Limiter, plan: RoutePlan, hundredths: number) {
-    this.key = key
-    this.tier = tier
-    this.limiter = limiter
-    this.plan = plan
-    this.hundredths = hundredths
-  }
-}
-
-type WithCaller = FastifyRequest & { [kCaller]: Caller | null }
-
-/** `reply.rateLimit`: settle a request's estimated charge at its actual cost. */
-class Settlement implements RateLimitSettlement {
-  readonly #caller: Caller
-  readonly #request: FastifyRequest
-
-  constructor (caller: Caller, request: FastifyRequest) {
-    this.#caller = caller
-    this.#request = request
-  }
-
-  get charged (): number {
-    return this.#caller.chargedSet === null ? 0 : this.#caller.chargedCost
-  }
-
-  get settled (): boolean {
-    return this.#caller.settled
-  }
-
-  settle (actual: number): Promise<RateLimitInfo | null> {
-    const caller = this.#caller
-    if (typeof actual !== 'number' || !Number.isFinite(actual) || actual < 0) {
-      throw new FST_GCRA_INVALID_SETTLE(`expected a finite number >= 0, got ${describeKind(actual)}`)
-    }
-    if (caller.settled) throw new FST_GCRA_INVALID_SETTLE('this request was settled already')
-    caller.settled = true
-    const set = caller.chargedSet
-    if (set === null) return Promise.resolve(null)
-    let pending: ReturnType<Limiter['settle']>
-    try {
-      pending = caller.limiter.settle(caller.key, set, caller.chargedIncrements, actual, caller.chargedLocally)
-    } catch (error) {
-      this.#request.log.warn({ err: error }, 'fastify-gcra: could not settle the cost of a request; its estimate stands')
-      return Promise.resolve(null)
-    }
-    return Promise.resolve(pending).then(
-      (reply) => {
-        if (reply === undefined) return null
-        // request.rateLimit follows: what was charged in the end, and the state after it
-        const info = toInfo(set, reply, actual, set.unitIncrements, caller.tier, caller.chargedLocally)
-        this.#request.rateLimit = info
-        return info
-      },
-      (error: unknown) => {
-        this.#request.log.warn({ err: error }, 'fastify-gcra: could not settle the cost of a request; its estimate stands')
-        return null
-      },
-    )
-  }
-}
-
-/** `reply.rateLimit`: the request's settlement on a limited route, else null. */
-export function settlementOf (reply: FastifyReply): RateLimitSettlement | null {
-  const caller = (reply.request as WithCaller)[kCaller]
-  if (caller === null || caller === undefined) return null
-  return caller.settlement ??= new Settlement(caller, reply.request)
+/** `next()` once `step` says go on. */
+function then (step: Step, next: () => Step): Step {
+  if (step === true) return next()
+  if (step === false) return false
+  return step.then(go => go && next())
 }
 
 async function costOf (plan: RoutePlan, request: FastifyRequest): Promise<number> {
@@ -128,162 +49,178 @@ async function costOf (plan: RoutePlan, request: FastifyRequest): Promise<number
   return value
 }
 
-/** A hook step's result: go on (true) or answered (false), now or later. */
-type Step = boolean | Promise<boolean>
-
-export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: RoutePlan): {
+export interface RouteHooks {
   onRequest?: onRequestHookHandler
   preHandler?: preHandlerHookHandler
   onResponse?: onResponseHookHandler
-} {
-  /** Fields for a decision: all of them from the store; while degraded, only what stays true. */
-  const fields = (reply: FastifyReply, set: PolicySet, info: RateLimitInfo, caller: Caller): void => {
-    if (info.degraded) setPolicyHeader(reply, options.headers, set)
-    else setRateLimitHeaders(reply, options.headers, set, info)
-    slotFields(reply, caller)
-  }
+}
 
-  const slotFields = (reply: FastifyReply, caller: Caller): void => {
-    const slots = caller.slots
-    if (slots !== undefined && slots.limit > 0) setConcurrencyHeaders(reply, options.headers, slots.limit, slots.remaining)
-  }
+export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
+  const { options, planner, scales, identity, decider, slots } = engine
+  const headers = options.headers
 
-  const decide = (caller: Caller, set: PolicySet, increments: readonly number[], charge: boolean): MaybePromise<Outcome> =>
-    limiter.decide(caller.key, set, increments, charge, plan.onStoreError, caller.storeFailed)
-
-  /** Returns false when the request has been answered. `charge` false: the early check of a body-cost route. */
-  function limit (request: FastifyRequest, reply: FastifyReply, charge: boolean): Step {
-    const req = request as WithCaller
-    const known = req[kCaller]
-    if (known !== null) return withCaller(request, reply, charge, known)
+  /** The request's state, resolved once: the early check and the charge share it. */
+  function stateOf (request: Limited): MaybePromise<RequestState> {
+    const known = request[kState]
+    if (known !== null) return known
     // one after the other: a second pending promise would reject unobserved if the first threw
-    return andThen(limiter.resolveKey(request), key => andThen(limiter.resolveTier(request), (tier) => {
-      const hundredths = limiter.scaling(plan) ? limiter.scaleOf(plan, request) : 100
-      const caller = new Caller(key, tier, limiter, plan, hundredths)
-      req[kCaller] = caller
-      return withCaller(request, reply, charge, caller)
+    return andThen(identity.key(request), key => andThen(identity.tier(request), (tier) => {
+      const state = new RequestState(plan, key, tier, scales.applies(plan) ? scales.of(plan, request) : 100)
+      request[kState] = state
+      return state
     }))
   }
 
-  function withCaller (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller): Step {
-    if (plan.concurrency !== undefined && !caller.slotsAsked) {
-      caller.slotsAsked = true
-      // whatever ends the response (sent, aborted, timed out, an error) gives the slots back
-      const raw = reply.raw
-      raw.once('close', () => {
-        caller.closed = true
-        limiter.release(caller.slots)
-      })
-      // closed already (the client left during an earlier hook): 'close' will not come again
-      if (raw.destroyed || raw.closed) {
-        caller.closed = true
-        return false
-      }
-      return andThen(limiter.acquire(caller.key, plan.concurrency, caller.tier, plan.onStoreError), (slots) => withSlots(request, reply, charge, caller, slots))
-    }
-    return rate(request, reply, charge, caller)
+  /** Returns false once the request has been answered. `charge` false: the early check of a body-cost route. */
+  function limit (request: Limited, reply: FastifyReply, charge: boolean): Step {
+    return andThen(stateOf(request), state =>
+      then(takeSlots(request, reply, state, charge), () => rate(request, reply, state, charge))) as Step
   }
 
-  function withSlots (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller, outcome: SlotOutcome): Step {
+  /** Concurrency: the caller's slot, then the route's; once per request, given back when the response closes. */
+  function takeSlots (request: FastifyRequest, reply: FastifyReply, state: RequestState, charge: boolean): Step {
+    if (plan.concurrency === undefined || state.slotsAsked) return true
+    state.slotsAsked = true
+    // whatever ends the response (sent, aborted, timed out, an error) gives the slots back
+    const raw = reply.raw
+    raw.once('close', () => {
+      state.closed = true
+      slots.release(state.slots)
+    })
+    // closed already (the client left during an earlier hook): 'close' will not come again
+    if (raw.destroyed || raw.closed) {
+      state.closed = true
+      return false
+    }
+    return andThen(slots.acquire(state.key, plan.concurrency, state.tier, plan.onStoreError), outcome => slotsTaken(request, reply, state, charge, outcome))
+  }
+
+  function slotsTaken (request: FastifyRequest, reply: FastifyReply, state: RequestState, charge: boolean, outcome: SlotOutcome): boolean {
     if (outcome.refused === undefined) {
-      caller.slots = outcome.held
+      state.slots = outcome.held
       // the rate decision does not wait for a store that just failed
-      if (outcome.storeFailed) caller.storeFailed = true
+      if (outcome.storeFailed) state.storeFailed = true
       // the response closed while the slots were being taken
-      if (caller.closed) {
-        limiter.release(outcome.held)
+      if (state.closed) {
+        slots.release(outcome.held)
         return false
       }
-      return rate(request, reply, charge, caller)
+      return true
     }
     if (outcome.refused === 'store') {
-      caller.refusal = 'store'
-      caller.storeFailed = true
+      state.outcome = 'store_unavailable'
+      state.storeFailed = true
       sendStoreUnavailable(reply)
     } else if (outcome.refused === 'route') {
-      caller.refusal = 'capacity'
+      state.outcome = 'reduced_capacity'
       sendRouteBusy(reply, outcome.limit)
     } else {
-      caller.refusal = 'concurrency'
-      const info = concurrencyInfo(outcome.limit, caller.tier)
+      state.outcome = 'concurrency_refused'
+      const info = concurrencyInfo(outcome.limit, state.tier)
       request.rateLimit = info
-      setConcurrencyHeaders(reply, options.headers, outcome.limit, 0)
+      setConcurrencyHeaders(reply, headers, outcome.limit, 0)
       sendTooManyRequests(request, reply, options, info, !charge, 'concurrency')
     }
     return false
   }
 
-  function rate (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller): Step {
-    const set = limiter.setAt(plan, caller.tier, caller.hundredths)
+  /** The tier's policy set at the request's scale, and the cost to decide. */
+  function rate (request: FastifyRequest, reply: FastifyReply, state: RequestState, charge: boolean): Step {
+    const set = planner.setAt(plan, state.tier, state.hundredths)
     if (set.policies.length === 0) {
-      // a route with a concurrency limit only
+      // a route with a concurrency limit only: its slot was the whole decision
       if (charge) {
-        caller.slotOnly = true
-        slotFields(reply, caller)
+        state.outcome = !state.storeFailed ? 'admitted' : plan.onStoreError === 'local' ? 'admitted_locally' : 'unchecked'
+        slotFields(reply, state)
       }
       return true
     }
     if (!charge) {
       // a cost of 1 that can never fit is the charge's 413 to give, after the body is read
       if (exceedsCapacity(set, set.unitIncrements)) return true
-      return withCost(request, reply, false, caller, set, 1, set.unitIncrements)
+      return decideCost(request, reply, state, set, 1, set.unitIncrements, false)
     }
-    if (typeof plan.cost === 'number') {
-      return withCost(request, reply, true, caller, set, plan.cost, set.fixedIncrements!)
-    }
-    return costOf(plan, request).then(cost => withCost(request, reply, true, caller, set, cost, incrementsFor(set.policies, cost)))
+    if (typeof plan.cost === 'number') return decideCost(request, reply, state, set, plan.cost, set.fixedIncrements!, true)
+    return costOf(plan, request).then(cost => decideCost(request, reply, state, set, cost, incrementsFor(set.policies, cost), true))
   }
 
-  function withCost (request: FastifyRequest, reply: FastifyReply, charge: boolean, caller: Caller, set: PolicySet, cost: number, increments: readonly number[]): Step {
-    if (exceedsCapacity(set, increments)) {
-      // the largest cost the tier ever admits is the one at full scale
-      const full = caller.hundredths < 100 ? limiter.setFor(plan, caller.tier) : set
-      if (full !== set && !exceedsCapacity(full, incrementsFor(full.policies, cost))) {
-        // it fits the route at full scale: the service admits less for now, the caller did nothing wrong
-        caller.refusal = 'capacity'
-        setPolicyHeader(reply, options.headers, set)
-        sendReducedCapacity(reply)
-        return false
-      }
-      // not a rate-limit event, but still a limited response: read the state to report it
-      return andThen(decide(caller, set, set.unitIncrements, false), (state) => {
-        if (state.degraded) caller.storeFailed = true
-        if (state.reply !== undefined) {
-          const info = { ...toInfo(set, state.reply, cost, set.unitIncrements, caller.tier, state.degraded), allowed: false, cost, retryAfterMs: Infinity, maxCost: full.maxCost }
-          request.rateLimit = info
-          fields(reply, set, info, caller)
-        } else {
-          setPolicyHeader(reply, options.headers, set)
-        }
-        sendCostTooLarge(reply, full, cost, caller.tier !== null && plan.tiers.has(caller.tier) ? caller.tier : null)
-        return false
-      })
+  function decide (state: RequestState, set: PolicySet, incrementsUs: readonly number[], charge: boolean): MaybePromise<StoreDecision> {
+    return decider.decide(state.key, set, incrementsUs, { charge, onStoreError: plan.onStoreError, storeFailed: state.storeFailed })
+  }
+
+  function decideCost (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number, incrementsUs: readonly number[], charge: boolean): Step {
+    if (exceedsCapacity(set, incrementsUs)) return tooLarge(request, reply, state, set, cost)
+    return andThen(decide(state, set, incrementsUs, charge), decision => answer(request, reply, state, set, cost, incrementsUs, charge, decision))
+  }
+
+  /** A cost no wait can make fit: 413; or 503 when it fits the route at full scale (the service admits less for now). */
+  function tooLarge (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number): Step {
+    // the largest cost the tier ever admits is the one at full scale
+    const full = state.hundredths < 100 ? planner.setFor(plan, state.tier) : set
+    if (full !== set && !exceedsCapacity(full, incrementsFor(full.policies, cost))) {
+      state.outcome = 'reduced_capacity'
+      setPolicyHeader(reply, headers, set)
+      sendReducedCapacity(reply)
+      return false
     }
-    return andThen(decide(caller, set, increments, charge), (outcome) => {
-      // so that a body-cost route waits for a failing store once, not in each of its two hooks
-      if (outcome.degraded) caller.storeFailed = true
-      if (outcome.reply === undefined) {
-        if (plan.onStoreError === 'allow') {
-          if (charge) slotFields(reply, caller)
-          return true
-        }
-        sendStoreUnavailable(reply)
-        return false
+    // not a rate-limit event, but still a limited response: read the state to report it
+    return andThen(decide(state, set, set.unitIncrements, false), (decision) => {
+      if (decision.degraded) state.storeFailed = true
+      state.outcome = 'too_large'
+      if (decision.reply !== undefined) {
+        const info = { ...toInfo(set, decision.reply, cost, set.unitIncrements, state.tier, decision.degraded), allowed: false, cost, retryAfterMs: Infinity, maxCost: full.maxCost }
+        request.rateLimit = info
+        fields(reply, set, info, state)
+      } else {
+        setPolicyHeader(reply, headers, set)
       }
-      if (!charge && outcome.reply.allowed) return true
-      const info = toInfo(set, outcome.reply, cost, increments, caller.tier, outcome.degraded)
-      request.rateLimit = info
-      fields(reply, set, info, caller)
-      if (info.allowed) {
-        caller.chargedSet = set
-        caller.chargedIncrements = increments
-        caller.chargedCost = cost
-        caller.chargedLocally = outcome.degraded
-        return true
-      }
-      sendTooManyRequests(request, reply, options, info, !charge)
+      sendCostTooLarge(reply, full, cost, state.tier !== null && plan.tiers.has(state.tier) ? state.tier : null)
       return false
     })
+  }
+
+  /** The decision's answer: go on (admitted, or unchecked under 'allow'), or 429 / 503. */
+  function answer (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number, incrementsUs: readonly number[], charge: boolean, decision: StoreDecision): boolean {
+    // so that a body-cost route waits for a failing store once, not in each of its two hooks
+    if (decision.degraded) state.storeFailed = true
+    if (decision.reply === undefined) {
+      if (plan.onStoreError === 'allow') {
+        state.outcome = 'unchecked'
+        if (charge) slotFields(reply, state)
+        return true
+      }
+      state.outcome = 'store_unavailable'
+      sendStoreUnavailable(reply)
+      return false
+    }
+    if (!charge && decision.reply.allowed) {
+      // the charge decides; until it does, a request the store failed is unchecked
+      if (decision.degraded) state.outcome = 'unchecked'
+      return true
+    }
+    const info = toInfo(set, decision.reply, cost, incrementsUs, state.tier, decision.degraded)
+    request.rateLimit = info
+    fields(reply, set, info, state)
+    if (info.allowed) {
+      state.outcome = decision.degraded ? 'admitted_locally' : 'admitted'
+      state.charged = { set, incrementsUs, cost, locally: decision.degraded }
+      return true
+    }
+    state.outcome = decision.degraded ? 'refused_locally' : 'refused'
+    sendTooManyRequests(request, reply, options, info, !charge)
+    return false
+  }
+
+  /** Fields for a decision: all of them from the store; while degraded, only what stays true. */
+  function fields (reply: FastifyReply, set: PolicySet, info: RateLimitInfo, state: RequestState): void {
+    if (info.degraded) setPolicyHeader(reply, headers, set)
+    else setRateLimitHeaders(reply, headers, set, info)
+    slotFields(reply, state)
+  }
+
+  function slotFields (reply: FastifyReply, state: RequestState): void {
+    const held = state.slots
+    if (held !== undefined && held.limit > 0) setConcurrencyHeaders(reply, headers, held.limit, held.remaining)
   }
 
   // Callback-style hooks: a decision that needs no I/O (the memory store) goes on at once,
@@ -291,7 +228,7 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
   const hook = (charge: boolean) => function (this: unknown, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     let step: Step
     try {
-      step = limit(request, reply, charge)
+      step = limit(request as Limited, reply, charge)
     } catch (error) {
       done(error as Error)
       return
@@ -302,22 +239,21 @@ export function routeHooks (limiter: Limiter, options: NormalisedOptions, plan: 
   const charging = hook(true)
   const checking = hook(false)
 
+  const hooks: RouteHooks = options.hook === 'preHandler'
+    ? { preHandler: charging }
+    : typeof plan.cost === 'number' ? { onRequest: charging } : { onRequest: checking, preHandler: charging }
   // the route's settle option: after the response, unless the handler settled already
-  const settleHook: onResponseHookHandler | undefined = plan.settle === undefined
-    ? undefined
-    : async function (request, reply) {
-      const caller = (request as WithCaller)[kCaller]
-      if (caller === null || caller.settled || caller.chargedSet === null) return
+  const settle = plan.settle
+  if (settle !== undefined) {
+    hooks.onResponse = async function (request, reply) {
+      const state = (request as Limited)[kState]
+      if (state === null || state.settled || state.charged === undefined) return
       try {
-        const actual = await plan.settle!(request, reply)
-        await settlementOf(reply)!.settle(actual)
+        await settlementOf(reply, decider)!.settle(await settle(request, reply))
       } catch (error) {
         request.log.error({ err: error }, `fastify-gcra: the settle option of ${plan.label} failed; the estimated cost stands`)
       }
     }
-
-  const hooks = options.hook === 'preHandler'
-    ? { preHandler: charging }
-    : typeof plan.cost === 'number' ? { onRequest: charging } : { onRequest: checking, preHandler: charging }
-  return settleHook === undefined ? hooks : { ...hooks, onResponse: settleHook }
+  }
+  return hooks
 }

@@ -1,11 +1,12 @@
 /**
- * HTTP shaping: the rate-limit fields of a response, and the 429, 413 and 503 answers
- * (RFC 9457 problem details).
+ * The plugin's own answers: 429 (quota exceeded), 413 (a cost that can never fit) and 503
+ * (store unavailable, reduced capacity), as RFC 9457 problem details.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { NormalisedOptions } from './options.js'
-import type { PolicySet } from './policy.js'
-import type { PolicyState, RateLimitContext, RateLimitInfo } from './types.js'
+import type { PolicySet } from '../limits/policy.js'
+import type { NormalisedOptions } from '../options/normalise.js'
+import { boundedMap } from '../util/bounded.js'
+import type { RateLimitContext, RateLimitInfo } from '../types.js'
 
 export const QUOTA_EXCEEDED = 'https://iana.org/assignments/http-problem-types#quota-exceeded'
 /** Draft-10's problem type for a service that can serve less than usual for now. */
@@ -13,42 +14,6 @@ export const TEMPORARY_REDUCED_CAPACITY = 'https://iana.org/assignments/http-pro
 const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
 
 const seconds = (ms: number): number => Math.ceil(ms / 1000)
-
-/** The policy a single-policy view (legacy fields) reports: the one that refused, else the one with least left. */
-function mostRestrictive (info: RateLimitInfo): PolicyState {
-  let pick = info.policies[0]!
-  for (const p of info.policies) {
-    if (info.allowed ? p.remaining < pick.remaining : p.retryAfterMs > pick.retryAfterMs) pick = p
-  }
-  return pick
-}
-
-/** The `RateLimit` field value: `"name";r=<remaining>;t=<seconds until more quota>` per policy. */
-export function rateLimitField (info: RateLimitInfo): string {
-  let out = ''
-  for (const p of info.policies) {
-    if (out !== '') out += ', '
-    out += `"${p.name}";r=${p.remaining};t=${seconds(p.resetMs)}`
-  }
-  return out
-}
-
-/** Only the static `RateLimit-Policy` field: what can be said without the store. */
-export function setPolicyHeader (reply: FastifyReply, mode: NormalisedOptions['headers'], set: PolicySet): void {
-  if (mode === 'draft' || mode === 'both') reply.header('ratelimit-policy', set.policyField)
-}
-
-export function setRateLimitHeaders (reply: FastifyReply, mode: NormalisedOptions['headers'], set: PolicySet, info: RateLimitInfo): void {
-  if (mode === false || info.policies.length === 0) return
-  setPolicyHeader(reply, mode, set)
-  if (mode !== 'legacy') reply.header('ratelimit', rateLimitField(info))
-  if (mode !== 'draft') {
-    const p = mostRestrictive(info)
-    reply.header('x-ratelimit-limit', Math.floor(p.quota))
-    reply.header('x-ratelimit-remaining', p.remaining)
-    reply.header('x-ratelimit-reset', seconds(p.resetMs))
-  }
-}
 
 function quotedList (names: readonly string[]): string {
   const q = names.map(n => `"${n}"`)
@@ -77,8 +42,7 @@ export function quotaExceededProblem (context: RateLimitContext): Record<string,
 }
 
 // Default 429 bodies, serialized, by what they say: a refused flood repeats a few of them.
-const BODIES_KEPT = 1000
-const bodies = new Map<string, string>()
+const bodies = boundedMap<string>(1000)
 
 export function sendTooManyRequests (request: FastifyRequest, reply: FastifyReply, options: NormalisedOptions, info: RateLimitInfo, beforeBody: boolean, kind: RateLimitContext['kind'] = 'rate'): void {
   const retryAfterSeconds = Math.max(1, seconds(info.retryAfterMs))
@@ -96,7 +60,6 @@ export function sendTooManyRequests (request: FastifyRequest, reply: FastifyRepl
   if (body === undefined) {
     const context: RateLimitContext = { ...info, violated: info.policies.filter(p => p.retryAfterMs > 0), retryAfterSeconds, beforeBody, kind }
     body = JSON.stringify(quotaExceededProblem(context))
-    if (bodies.size >= BODIES_KEPT) bodies.clear()
     bodies.set(id, body)
   }
   reply.type(PROBLEM_JSON).send(body)
@@ -113,27 +76,6 @@ export function sendCostTooLarge (reply: FastifyReply, set: PolicySet, cost: num
     detail: `This request costs ${units(cost)}, more than ${tier === null ? 'this route' : `the "${tier}" tier`} ever admits at once: the largest cost is ${largest} (${quotedList(limiting)}). Send smaller requests.`,
     'max-cost': largest,
   })
-}
-
-/** The name of a concurrency limit in the rate-limit fields. */
-export const CONCURRENCY = 'concurrency'
-
-function appendField (reply: FastifyReply, name: string, item: string): void {
-  const present = reply.getHeader(name)
-  reply.header(name, present === undefined || present === '' ? item : `${String(present)}, ${item}`)
-}
-
-/** Draft-10 items of a caller's concurrency limit, after the rate-limit ones: `qu="concurrent-requests"`. */
-export function setConcurrencyHeaders (reply: FastifyReply, mode: NormalisedOptions['headers'], limit: number, remaining: number): void {
-  if (mode !== 'draft' && mode !== 'both') return
-  appendField(reply, 'ratelimit-policy', `"${CONCURRENCY}";q=${limit};qu="concurrent-requests"`)
-  appendField(reply, 'ratelimit', `"${CONCURRENCY}";r=${remaining}`)
-}
-
-/** A caller's view of its refused concurrency limit, as `request.rateLimit` and for the 429 builder. */
-export function concurrencyInfo (limit: number, tier: string | null): RateLimitInfo {
-  const policy: PolicyState = { name: CONCURRENCY, quota: limit, burst: limit, windowMs: 0, remaining: 0, resetMs: 0, retryAfterMs: 1000 }
-  return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: 1000, cost: 1, tier, maxCost: limit, policies: [policy], degraded: false }
 }
 
 /** A 503 with `Retry-After: 1` and a problem body: the plugin's answers of "not now, and not your fault". */

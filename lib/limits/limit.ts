@@ -3,6 +3,7 @@
  * and duration strings into one normalised shape. Pure; throws nothing but returns
  * `undefined` for what it cannot read, so the caller can report the option's path.
  */
+import { parse } from '@lukeed/ms'
 
 export const UNIT_MS = {
   ms: 1,
@@ -40,44 +41,26 @@ export interface Limit {
   readonly burst: number
 }
 
-const UNIT_ALIASES: Record<string, number> = {
-  ms: UNIT_MS.ms,
-  millisecond: UNIT_MS.ms,
-  milliseconds: UNIT_MS.ms,
-  s: UNIT_MS.second,
-  sec: UNIT_MS.second,
-  secs: UNIT_MS.second,
-  second: UNIT_MS.second,
-  seconds: UNIT_MS.second,
-  m: UNIT_MS.minute,
-  min: UNIT_MS.minute,
-  mins: UNIT_MS.minute,
-  minute: UNIT_MS.minute,
-  minutes: UNIT_MS.minute,
-  h: UNIT_MS.hour,
-  hr: UNIT_MS.hour,
-  hrs: UNIT_MS.hour,
-  hour: UNIT_MS.hour,
-  hours: UNIT_MS.hour,
-  d: UNIT_MS.day,
-  day: UNIT_MS.day,
-  days: UNIT_MS.day,
-}
-
-const DURATION = /^\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$/i
+// @lukeed/ms backtracks quadratically on a long run of digits: no duration needs this many characters
+const DURATION_MAX = 32
+// @lukeed/ms' own unit words, one at a time: it would also read '5mh' (as 5 minutes).
+// No years: to it a year is 365.25 days, not what '1 year' reads as; write '365 days'.
+const UNIT = /^(?:m(?:illiseconds?|s(?:ecs?)?)|s(?:ec(?:onds?|s)?)?|m(?:in(?:utes?|s)?)?|h(?:ours?|rs?)?|d(?:ays?)?|w(?:eeks?|ks?)?)$/i
 // 'N/unit' or 'N/K units': only the four words of the contract, singular or plural
 const LIMIT = /^\s*(\d+)\s*\/\s*(?:(\d+)\s*)?(second|minute|hour|day)s?\s*$/i
 const NAME = /^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/
 
-/** Milliseconds of a duration string (`'1 minute'`, `'30s'`, `'500ms'`), or undefined. */
+/** Milliseconds of a duration string (`'1 minute'`, `'30s'`, `'500ms'`, `'1 week'`), or undefined. */
 export function parseDuration (text: string): number | undefined {
-  const match = DURATION.exec(text)
-  if (match === null) return undefined
-  const unit = UNIT_ALIASES[match[2]!.toLowerCase()]
-  if (unit === undefined) return undefined
-  const count = match[1] === undefined ? 1 : Number(match[1])
-  const ms = count * unit
-  return Number.isSafeInteger(ms) && ms > 0 ? ms : undefined
+  if (typeof text !== 'string') return undefined
+  const trimmed = text.trim()
+  // no unit, no guess: '500' may be meant as seconds (a number `per` is ms)
+  if (trimmed.length > DURATION_MAX || !/[a-z]$/i.test(trimmed)) return undefined
+  // a bare unit ('hour') is one of it; any blank may part count and unit, as before
+  const duration = trimmed.replace(/^(?=[a-z])/i, '1').replace(/(\d)\s+(?=[a-z])/i, '$1')
+  if (!UNIT.test(/[a-z]+$/i.exec(duration)![0])) return undefined
+  const ms = parse(duration)
+  return ms !== undefined && Number.isSafeInteger(ms) && ms > 0 ? ms : undefined
 }
 
 /** `'N/unit'` or `'N/K units'` as `{ max, perMs }`, or undefined. */

@@ -3,8 +3,8 @@
  * tier at registration, with their store-key suffixes and `RateLimit-Policy` text, so a
  * request only looks its set up.
  */
-import { incrementUs, maxCost, toBucket, type Bucket } from './gcra.js'
-import { hashIdentity } from './identity.js'
+import { incrementUs, maxCost, toBucket, type Bucket } from '../gcra/math.js'
+import { hashIdentity } from '../identity/hash.js'
 import type { Limit } from './limit.js'
 
 export interface Policy extends Bucket {

@@ -6,12 +6,13 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type * as PromClient from 'prom-client'
-import { FST_GCRA_INVALID_OPTION, FST_GCRA_NO_PROM_CLIENT } from './errors.js'
-import type { Limiter, StoreObserver } from './limiter.js'
-import type { MetricsRegistry, NormalisedOptions } from './options.js'
-import { MemoryStore } from './stores/memory.js'
+import { FST_GCRA_INVALID_OPTION, FST_GCRA_NO_PROM_CLIENT } from '../errors.js'
+import type { StoreObserver } from '../decision/guard.js'
+import type { Engine } from '../engine.js'
+import type { NormalisedOptions } from '../options/normalise.js'
+import type { MetricsRegistry } from '../options/types.js'
 import { OUTCOMES, type Observation, type ObservationSink, type RequestOutcome } from './outcome.js'
-import type { RateLimiterStats } from './types.js'
+import type { RateLimiterStats } from '../types.js'
 
 type Prom = typeof PromClient
 type Settings = NonNullable<NormalisedOptions['metrics']>
@@ -59,7 +60,7 @@ export class Metrics {
   readonly #storeDuration: PromClient.Histogram
   readonly #storeErrors: PromClient.Counter<'kind'>
 
-  constructor (prom: Prom, settings: Settings, limiter: Limiter, stats: () => RateLimiterStats) {
+  constructor (prom: Prom, settings: Settings, engine: Engine, stats: () => RateLimiterStats) {
     const registry = (settings.registry ?? new prom.Registry()) as PromClient.Registry
     this.registry = registry as unknown as MetricsRegistry
     const p = settings.prefix
@@ -128,7 +129,7 @@ export class Metrics {
         registers,
         collect () {
           this.reset()
-          for (const [shard, state] of limiter.breakerStates()) this.set({ node: shard === '' ? 'redis' : shard }, state === 'closed' ? 0 : 1)
+          for (const [shard, state] of engine.decider.guard.states()) this.set({ node: shard === '' ? 'redis' : shard }, state === 'closed' ? 0 : 1)
         },
       }))
       /** A counter that follows a running total of the limiter's, read when scraped. */
@@ -146,7 +147,7 @@ export class Metrics {
         }))
       }
       following(`${p}deny_cache_hits_total`, 'Requests refused from the local deny cache, without a store call', () => stats().denyCacheHits)
-      if (limiter.store instanceof MemoryStore) {
+      if (!engine.store.remote) {
         named(`${p}memory_store_keys`, () => new prom.Gauge({
           name: `${p}memory_store_keys`,
           help: 'Buckets held by the memory store',

@@ -10,10 +10,10 @@
  * several routes, some not limited.
  */
 import type { RouteOptions } from 'fastify'
-import type { RoutePlan } from './limiter.js'
-import type { NormalisedOptions } from './options.js'
-import { exceedsCapacity } from './policy.js'
-import { QUOTA_EXCEEDED, TEMPORARY_REDUCED_CAPACITY } from './response.js'
+import type { RoutePlan } from '../limits/plan.js'
+import type { NormalisedOptions } from '../options/normalise.js'
+import { exceedsCapacity } from '../limits/policy.js'
+import { QUOTA_EXCEEDED, TEMPORARY_REDUCED_CAPACITY } from '../http/problems.js'
 
 type Schema = Record<string, unknown>
 

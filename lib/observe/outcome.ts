@@ -1,11 +1,10 @@
 /**
- * What the limiter did with a request, read back when the response is sent: from
- * `request.rateLimit`, the caller the route hooks resolved and the status code. One
- * `onResponse` hook per limited route feeds the metrics and the refusal log.
+ * What the limiter did with a request, as its route hooks recorded it in the request's
+ * state. One `onResponse` hook per limited route feeds the metrics and the refusal log.
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onResponseHookHandler } from 'fastify'
-import { kCaller } from './hooks.js'
-import type { StoreErrorPolicy } from './options.js'
+import type { RequestState } from '../http/state.js'
+import { kState } from '../symbols.js'
 
 /**
  * - `admitted` / `refused`: decided by the store (429 when refused; a refusal may come
@@ -39,52 +38,27 @@ export interface Observation {
 
 export type ObservationSink = (request: FastifyRequest, reply: FastifyReply, seen: Observation) => void
 
-interface Caller {
-  readonly key: string
-  readonly tier: string | null
-  readonly storeFailed: boolean
-  readonly refusal: 'concurrency' | 'capacity' | 'store' | null
-  readonly slotOnly: boolean
-}
+type Observed = FastifyRequest & { [kState]?: RequestState | null }
 
 /**
- * The outcome of a request on a limited route, or undefined when the limiter made no
- * decision for it: answered by an earlier hook, a resolver or cost function that threw,
- * or a route whose cost is a function left before its charge (e.g. a 400 from validation).
+ * The outcome the limiter recorded for a request, or undefined when it made no decision:
+ * answered by an earlier hook, a resolver or cost function that threw, or a body-cost route
+ * left before its charge (e.g. a 400 from validation).
  */
-export function outcomeOf (request: FastifyRequest, statusCode: number, onStoreError: StoreErrorPolicy): RequestOutcome | undefined {
-  const caller = (request as unknown as { [kCaller]: Caller | null })[kCaller]
-  const refusal = caller?.refusal
-  if (refusal === 'concurrency') return 'concurrency_refused'
-  if (refusal === 'capacity') return 'reduced_capacity'
-  if (refusal === 'store') return 'store_unavailable'
-  const info = request.rateLimit
-  if (info !== null) {
-    if (info.allowed) return info.degraded ? 'admitted_locally' : 'admitted'
-    if (info.retryAfterMs === Infinity) return 'too_large'
-    return info.degraded ? 'refused_locally' : 'refused'
-  }
-  if (caller === null || caller === undefined) return undefined
-  // a route with only a concurrency limit: its slot was the whole decision
-  if (caller.slotOnly) return !caller.storeFailed ? 'admitted' : onStoreError === 'local' ? 'admitted_locally' : 'unchecked'
-  if (!caller.storeFailed) return undefined
-  // the store failed and there is no decision: under 'deny' the plugin answered (413 or
-  // 503); under 'allow' a 413 is the plugin's too (a handler's own 413 would count as one)
-  if (statusCode === 413) return 'too_large'
-  return onStoreError === 'deny' ? 'store_unavailable' : 'unchecked'
+export function outcomeOf (request: FastifyRequest): RequestOutcome | undefined {
+  return (request as Observed)[kState]?.outcome
 }
 
 /** The tier label of a request: a configured tier, else 'none' (never text a caller chose). */
 export function tierLabel (request: FastifyRequest, tiers: ReadonlyMap<string, number>): string {
-  const caller = (request as unknown as { [kCaller]: Caller | null })[kCaller]
-  const tier = caller?.tier ?? null
+  const tier = (request as Observed)[kState]?.tier ?? null
   return tier !== null && tiers.has(tier) ? tier : 'none'
 }
 
-/** The `onResponse` hook of one limited route: classify, then tell every sink. */
-export function observeRoute (route: string, onStoreError: StoreErrorPolicy, tiers: ReadonlyMap<string, number>, sinks: readonly ObservationSink[]): onResponseHookHandler {
+/** The `onResponse` hook of one limited route: tell every sink what was decided. */
+export function observeRoute (route: string, tiers: ReadonlyMap<string, number>, sinks: readonly ObservationSink[]): onResponseHookHandler {
   return function (this: unknown, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const outcome = outcomeOf(request, reply.statusCode, onStoreError)
+    const outcome = outcomeOf(request)
     if (outcome !== undefined) {
       const seen: Observation = { route, tier: tierLabel(request, tiers), outcome }
       for (const sink of sinks) sink(request, reply, seen)

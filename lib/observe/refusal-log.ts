@@ -4,8 +4,9 @@
  * logged says how many were left out.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { kCaller } from './hooks.js'
-import type { NormalisedOptions } from './options.js'
+import type { RequestState } from '../http/state.js'
+import { kState } from '../symbols.js'
+import type { NormalisedOptions } from '../options/normalise.js'
 import type { Observation, ObservationSink } from './outcome.js'
 
 type Settings = NonNullable<NormalisedOptions['logRefusals']>
@@ -45,7 +46,7 @@ export class RefusalLog {
     }
     this.#logged++
     const info = request.rateLimit
-    const caller = (request as unknown as { [kCaller]: { key: string } | null })[kCaller]
+    const state = (request as FastifyRequest & { [kState]?: RequestState | null })[kState]
     const fields: Record<string, unknown> = {
       rateLimit: {
         outcome: seen.outcome,
@@ -53,7 +54,7 @@ export class RefusalLog {
         tier: seen.tier,
         statusCode: reply.statusCode,
         // a prefix of the identity's hash (HMAC with keySecret): enough to tell callers apart
-        caller: caller?.key.slice(0, 16),
+        caller: state?.key.slice(0, 16),
         ...(info === null
           ? {}
           : seen.outcome === 'too_large'

@@ -4,19 +4,19 @@
  * both are off.
  */
 import type { FastifyInstance } from 'fastify'
-import type { Limiter } from './limiter.js'
+import type { Engine } from '../engine.js'
 import { loadPromClient, Metrics } from './metrics.js'
-import type { NormalisedOptions } from './options.js'
 import type { ObservationSink } from './outcome.js'
 import { RefusalLog } from './refusal-log.js'
 
 /** Sets up the observers the options ask for; returns the sinks of the routes' onResponse hooks. */
-export async function setUpObservers (fastify: FastifyInstance, options: NormalisedOptions, limiter: Limiter): Promise<ObservationSink[]> {
+export async function setUpObservers (fastify: FastifyInstance, engine: Engine): Promise<ObservationSink[]> {
+  const { options } = engine
   const sinks: ObservationSink[] = []
   if (options.metrics !== undefined) {
     const settings = options.metrics
-    const metrics = new Metrics(await loadPromClient(), settings, limiter, () => fastify.rateLimiter.stats())
-    limiter.observer = metrics.observer
+    const metrics = new Metrics(await loadPromClient(), settings, engine, () => fastify.rateLimiter.stats())
+    engine.decider.guard.observer = metrics.observer
     sinks.push(metrics.sink)
     fastify.addHook('onClose', async () => { metrics.close() })
     if (settings.route !== false) {

@@ -1,17 +1,25 @@
 /**
  * TypeBox schemas of the plugin options and of a route's `config.rateLimit`, with the
  * compiled checks and the one function that turns a failed check into a coded error.
+ * Each schema's `Static<>` is the public type of `types.ts` (test/types/schemas.ts checks it):
+ * what a schema cannot describe (functions, clients, registries) is typed with `Type.Unsafe`.
  */
-import { Type, type TSchema } from '@sinclair/typebox'
+import { Type, type TSchema, type TUnsafe } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { ValueErrorType, type ValueError, type ValueErrorIterator } from '@sinclair/typebox/errors'
-import { FST_GCRA_INVALID_OPTION, describe } from './errors.js'
+import type { Cluster, Redis } from 'ioredis'
+import { FST_GCRA_INVALID_OPTION, describe } from '../errors.js'
+import type { LimitSpec } from '../limits/limit.js'
+import type { CostSetting, FastifyGcraOptions, MetricsRegistry, ScaleFunction, SettleFunction } from './types.js'
+
+/** A schema checked as written, typed as `T` (a function, a client: what JSON schema cannot say). */
+const typed = <T>(schema: TSchema): TUnsafe<T> => Type.Unsafe<T>(schema)
 
 const LIMIT_WORDS = "a limit: a string like '10/minute' or '100/15 minutes', or { max, per, burst?, name? }"
 
-const Resolver = Type.Function([Type.Any()], Type.Any(), { description: 'a function of the request' })
+const resolver = <T>(): TUnsafe<T> => typed<T>(Type.Function([Type.Any()], Type.Any(), { description: 'a function of the request' }))
 
-export const LimitSchema = Type.Union([
+export const LimitSchema = typed<LimitSpec>(Type.Union([
   Type.String(),
   Type.Object({
     max: Type.Integer({ minimum: 1, description: 'an integer >= 1' }),
@@ -21,7 +29,7 @@ export const LimitSchema = Type.Union([
     burst: Type.Optional(Type.Integer({ minimum: 1, description: 'an integer >= 1' })),
     name: Type.Optional(Type.String({ description: 'a string' })),
   }, { additionalProperties: false }),
-], { description: LIMIT_WORDS })
+], { description: LIMIT_WORDS }))
 
 export const LimitsSchema = Type.Array(LimitSchema, { description: `an array of limits (${LIMIT_WORDS})` })
 
@@ -34,7 +42,7 @@ export const TiersSchema = Type.Record(Type.String(), Type.Union([
   description: 'an object of tier names to multipliers, e.g. { free: 1, premium: 5 }',
 })
 
-const RedisClient = Type.Object({}, { description: 'an ioredis Redis or Cluster instance' })
+const RedisClient = typed<Redis | Cluster>(Type.Object({}, { description: 'an ioredis Redis or Cluster instance' }))
 
 export const StoreSchema = Type.Union([
   Type.Literal('memory'),
@@ -69,7 +77,7 @@ const METRIC_PREFIX = '^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$'
 export const MetricsSchema = Type.Union([
   Type.Boolean(),
   Type.Object({
-    registry: Type.Optional(Type.Object({}, { description: 'a prom-client Registry' })),
+    registry: Type.Optional(typed<MetricsRegistry>(Type.Object({}, { description: 'a prom-client Registry' }))),
     prefix: Type.Optional(Type.String({ pattern: METRIC_PREFIX, description: "a metric name prefix: letters, digits, '_' and ':', not starting with a digit" })),
     route: Type.Optional(Type.Union([Type.String({ pattern: '^/', description: "a URL path starting with '/'" }), Type.Literal(false)], {
       description: "a URL path starting with '/', or false",
@@ -88,14 +96,14 @@ export const LogRefusalsSchema = Type.Union([
 export const OpenApiSchema = Type.Union([
   Type.Boolean(),
   Type.Object({
-    errorResponseSchema: Type.Optional(Type.Object({}, { description: 'a JSON schema object' })),
+    errorResponseSchema: Type.Optional(typed<Record<string, unknown>>(Type.Object({}, { description: 'a JSON schema object' }))),
   }, { additionalProperties: false }),
 ], { description: 'true, false or { errorResponseSchema? }' })
 
 export const OptionsSchema = Type.Object({
   store: Type.Optional(StoreSchema),
-  key: Type.Optional(Resolver),
-  tier: Type.Optional(Resolver),
+  key: Type.Optional(resolver<NonNullable<FastifyGcraOptions['key']>>()),
+  tier: Type.Optional(resolver<NonNullable<FastifyGcraOptions['tier']>>()),
   tiers: Type.Optional(TiersSchema),
   limits: Type.Optional(LimitsSchema),
   global: Type.Optional(LimitsSchema),
@@ -109,8 +117,8 @@ export const OptionsSchema = Type.Object({
   })),
   storeTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'an integer from 1 to 2147483647 (milliseconds)' })),
   onStoreError: Type.Optional(OnStoreError),
-  errorResponseBuilder: Type.Optional(Type.Function([Type.Any(), Type.Any()], Type.Any(), { description: 'a function (request, context) => body' })),
-  scale: Type.Optional(Type.Function([Type.Any()], Type.Any(), { description: 'a function (request) => number in (0, 1]' })),
+  errorResponseBuilder: Type.Optional(typed<NonNullable<FastifyGcraOptions['errorResponseBuilder']>>(Type.Function([Type.Any(), Type.Any()], Type.Any(), { description: 'a function (request, context) => body' }))),
+  scale: Type.Optional(typed<ScaleFunction>(Type.Function([Type.Any()], Type.Any(), { description: 'a function (request) => number in (0, 1]' }))),
   pressureScale: Type.Optional(Scale),
   concurrencyLeaseMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 86_400_000, description: 'an integer from 1000 to 86400000 (milliseconds)' })),
   metrics: Type.Optional(MetricsSchema),
@@ -122,10 +130,10 @@ export const RouteConfigSchema = Type.Union([
   Type.Literal(false),
   Type.Object({
     limits: Type.Optional(LimitsSchema),
-    cost: Type.Optional(Type.Union([
+    cost: Type.Optional(typed<CostSetting>(Type.Union([
       Type.Number({ exclusiveMinimum: 0 }),
       Type.Function([Type.Any()], Type.Any()),
-    ], { description: 'a finite number > 0 or a function of the request' })),
+    ], { description: 'a finite number > 0 or a function of the request' }))),
     scope: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'a non-empty string of at most 128 characters' })),
     onStoreError: Type.Optional(OnStoreError),
     tiers: Type.Optional(Type.Record(Type.String(), Type.Union([
@@ -138,12 +146,13 @@ export const RouteConfigSchema = Type.Union([
       description: "an object of tier names to arrays of limits or { limits?, concurrency? }, e.g. { premium: ['100/minute'] }",
     })),
     concurrency: Type.Optional(ConcurrencySchema),
-    settle: Type.Optional(Type.Function([Type.Any(), Type.Any()], Type.Any(), { description: 'a function (request, reply) => the actual cost' })),
-    scale: Type.Optional(Type.Function([Type.Any()], Type.Any(), { description: 'a function (request) => number in (0, 1]' })),
+    settle: Type.Optional(typed<SettleFunction>(Type.Function([Type.Any(), Type.Any()], Type.Any(), { description: 'a function (request, reply) => the actual cost' }))),
+    scale: Type.Optional(typed<ScaleFunction>(Type.Function([Type.Any()], Type.Any(), { description: 'a function (request) => number in (0, 1]' }))),
   }, { additionalProperties: false }),
 ], { description: 'false or { limits?, cost?, scope?, tiers?, onStoreError?, concurrency?, settle?, scale? }' })
 
 export const checkOptions = TypeCompiler.Compile(OptionsSchema)
+export const checkLimits = TypeCompiler.Compile(LimitsSchema)
 export const checkRouteConfig = TypeCompiler.Compile(RouteConfigSchema)
 
 /** `/limits/0/max` as `limits[0].max`, under `root`. */
@@ -157,13 +166,15 @@ export function formatPath (root: string, pointer: string): string {
 }
 
 // A union error says only "expected union value"; when one branch got further into the
-// value (an object with a bad field), its error is the useful one.
+// value (an object with a bad field), its error is the useful one. A branch that misses a
+// required key is one the value did not try to be ({ redis } is not { memory }).
 function deepest (error: ValueError): ValueError {
   if (error.type !== ValueErrorType.Union) return error
   let best = error
   for (const branch of error.errors as ValueErrorIterator[]) {
     const first = branch.First()
-    if (first !== undefined && first.path.length > best.path.length) best = deepest(first)
+    if (first === undefined || first.type === ValueErrorType.ObjectRequiredProperty) continue
+    if (first.path.length > best.path.length) best = deepest(first)
   }
   return best
 }

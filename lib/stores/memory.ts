@@ -8,9 +8,9 @@
  * later walk from the Map's head steps over, until V8 rehashes the table. With a full store
  * under a flood of new identities, that made a decision cost tens of µs.
  */
-import { adjustTat, decide } from '../gcra.js'
-import { flat } from '../identity.js'
-import type { RateLimitStore, SlotReply, StoreReply } from './store.js'
+import { adjustTat, decide } from '../gcra/math.js'
+import { flat } from '../identity/hash.js'
+import type { LocalStore, SlotReply, StoreReply } from './contract.js'
 
 export interface MemoryStoreOptions {
   /**
@@ -39,7 +39,8 @@ interface Entry {
   newer: Entry | null
 }
 
-export class MemoryStore implements RateLimitStore {
+export class MemoryStore implements LocalStore {
+  readonly remote = false as const
   readonly #entries = new Map<string, Entry>()
   /** Concurrency slots held, per key: the process holds them, so no lease is needed. */
   readonly #slots = new Map<string, Set<string>>()

@@ -2,10 +2,12 @@
  * The shared store: one Lua script per decision on Redis or Redis Cluster, registered
  * once per client with `defineCommand` (EVALSHA, with EVAL on NOSCRIPT).
  */
-import { Redis, type Cluster, type RedisOptions } from 'ioredis'
+import calculateSlot from 'cluster-key-slot'
+import type { Cluster, Redis } from 'ioredis'
 import { FST_GCRA_STORE_REPLY, describe } from '../errors.js'
-import { ACQUIRE_LUA, GCRA_LUA, RENEW_LUA, SETTLE_LUA } from '../lua.js'
-import type { RateLimitStore, SlotReply, StoreReply } from './store.js'
+import { ACQUIRE_LUA, GCRA_LUA, RENEW_LUA, SETTLE_LUA } from '../gcra/lua.js'
+import type { RemoteStore, SlotReply, StoreReply } from './contract.js'
+import { withTimeout } from '../util/timeout.js'
 
 // Versioned, so two releases sharing one client never run each other's script.
 const COMMAND = 'fastifyGcraDecideV1'
@@ -19,38 +21,20 @@ const SCRIPTS: ReadonlyArray<readonly [string, string, number | undefined]> = [
   [RENEW, RENEW_LUA, 1],
 ]
 
-/** CRC16-XMODEM, the hash of Redis Cluster's key slots (slot = crc16(tag) mod 16384). */
-export function crc16 (text: string): number {
-  let crc = 0
-  for (const byte of Buffer.from(text)) {
-    crc ^= byte << 8
-    for (let i = 0; i < 8; i++) crc = (crc & 0x8000) !== 0 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
-  }
-  return crc
+/**
+ * The Redis Cluster slot of a hash tag, by cluster-key-slot (what ioredis itself uses).
+ * Our tags are base64url, brace-free: the slot of the tag is that of any key holding it.
+ */
+export function slotOf (hashTag: string): number {
+  return calculateSlot(hashTag)
 }
 
-const isCluster = (client: Redis | Cluster): client is Cluster => typeof (client as Cluster).nodes === 'function'
+export const isCluster = (client: Redis | Cluster): client is Cluster => typeof (client as Cluster).nodes === 'function'
 
 type ScriptClient = (Redis | Cluster) & Record<string, ((...args: Array<string | number>) => Promise<unknown>) | undefined>
 
-/**
- * Settings for a client the plugin creates from a URL: fail fast while disconnected
- * instead of queueing, and never re-send a decision after a reconnect (a GCRA script is
- * not idempotent: a replay would charge twice).
- */
-export const OWN_CLIENT_OPTIONS: RedisOptions = {
-  enableOfflineQueue: false,
-  autoResendUnfulfilledCommands: false,
-  maxRetriesPerRequest: 1,
-  connectTimeout: 2000,
-  // reconnect soon after Redis comes back (ioredis' default waits up to 2 s)
-  retryStrategy: (times: number) => Math.min(times * 50, 250),
-  // visible in CLIENT LIST, so an operator can tell the limiter's connections apart
-  connectionName: 'fastify-gcra',
-  lazyConnect: true,
-}
-
-export class RedisStore implements RateLimitStore {
+export class RedisStore implements RemoteStore {
+  readonly remote = true as const
   readonly client: Redis | Cluster
   readonly #owns: boolean
   /** The connection that hears refunds (subscribed: it can carry nothing else). */
@@ -64,11 +48,6 @@ export class RedisStore implements RateLimitStore {
         client.defineCommand(name, numberOfKeys === undefined ? { lua } : { lua, numberOfKeys })
       }
     }
-  }
-
-  /** A store on a client of its own, connected to `url`. */
-  static fromUrl (url: string): RedisStore {
-    return new RedisStore(new Redis(url, OWN_CLIENT_OPTIONS), true)
   }
 
   async decide (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean): Promise<StoreReply> {
@@ -137,7 +116,7 @@ export class RedisStore implements RateLimitStore {
   shardOf (hashTag: string): string {
     const client = this.client
     if (!isCluster(client)) return ''
-    return client.slots[crc16(hashTag) % 16384]?.[0] ?? 'unassigned'
+    return client.slots[calculateSlot(hashTag)]?.[0] ?? 'unassigned'
   }
 
   onReconnect (listener: () => void): void {
@@ -154,10 +133,7 @@ export class RedisStore implements RateLimitStore {
     this.#subscriber = undefined
     if (!this.#owns) return
     // QUIT waits for the server: a hung one must not hold the app's shutdown
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<'late'>(resolve => { timer = setTimeout(() => resolve('late'), 1000) })
-    const quit = await Promise.race([this.client.quit().catch(() => 'failed' as const), late])
-    clearTimeout(timer)
+    const quit = await withTimeout(this.client.quit().catch(() => 'failed' as const), 1000, () => 'late' as const)
     if (quit !== 'OK') this.client.disconnect()
   }
 }
@@ -169,28 +145,3 @@ function decisionReply (reply: unknown, n: number): StoreReply {
   return { allowed: reply[0] === 1, nowUs: reply[1] as number, tatsUs: reply.slice(2) as number[] }
 }
 
-/** Client settings that can make a decision run twice or late, with what to set instead. */
-export function riskyClientSettings (client: Redis | Cluster): string[] {
-  // a Cluster passes redisOptions to the connections it opens
-  const options: RedisOptions | undefined = isCluster(client) ? client.options.redisOptions : client.options
-  const risky: string[] = []
-  if (options?.autoResendUnfulfilledCommands !== false) risky.push('autoResendUnfulfilledCommands: false (a decision re-sent after a reconnect charges twice)')
-  if ((client.options as { enableOfflineQueue?: boolean }).enableOfflineQueue !== false) risky.push('enableOfflineQueue: false (queued decisions run late, after their requests were answered)')
-  // a Cluster re-sends what was in flight on a closed node connection, whatever redisOptions say
-  if (isCluster(client) && (client.options.retryDelayOnFailover ?? 100) > 0) risky.push('retryDelayOnFailover: 0 in the Cluster options (a Cluster re-sends a decision that was in flight on a failing node)')
-  return risky
-}
-
-/** `maxmemory-policy` of every master, as far as CONFIG GET answers (managed Redis may refuse it). */
-export async function evictionPolicies (client: Redis | Cluster): Promise<string[]> {
-  const nodes = isCluster(client) ? client.nodes('master') : [client]
-  const answers = await Promise.all(nodes.map(async node => {
-    try {
-      const reply = await node.config('GET', 'maxmemory-policy') as unknown
-      return Array.isArray(reply) && typeof reply[1] === 'string' ? reply[1] : undefined
-    } catch {
-      return undefined
-    }
-  }))
-  return answers.filter((a): a is string => a !== undefined)
-}

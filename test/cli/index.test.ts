@@ -1,13 +1,13 @@
 // `fastify-gcra probe` as a person runs it: the built CLI in a child process.
 import { spawn } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
-import { memoryCase, storeCases } from './helpers/app.js'
-import { freePort } from './setup/redis.js'
-import { FLOWER, startDemo } from './helpers/demo.js'
+import { memoryCase, storeCases } from '../helpers/app.js'
+import { freePort } from '../setup/redis.js'
+import { FLOWER, startDemo } from '../helpers/demo.js'
 
 function cli (args: string[], { interruptAfterMs }: { interruptAfterMs?: number } = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['dist/esm/cli.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['dist/esm/cli/index.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => { stdout += d })

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { formatSummary, runProbe } from '../lib/probe.js'
-import { storeCases } from './helpers/app.js'
-import { FLOWER, startDemo } from './helpers/demo.js'
+import { formatSummary, runProbe } from '../../lib/cli/probe.js'
+import { storeCases } from '../helpers/app.js'
+import { FLOWER, startDemo } from '../helpers/demo.js'
 
 const base = { requests: 14, durationMs: 10_000, concurrency: 2, method: 'POST', body: JSON.stringify(FLOWER) }
 

@@ -1,10 +1,10 @@
 import { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
-import { Breaker } from '../lib/breaker.js'
-import gcra from '../lib/index.js'
-import { newApp, ok } from './helpers/app.js'
-import { hasRedis } from './helpers/redis.js'
-import { freePort, startRedis } from './setup/redis.js'
+import { Breaker } from '../../lib/decision/breaker.js'
+import gcra from '../../lib/index.js'
+import { newApp, ok } from '../helpers/app.js'
+import { hasRedis } from '../helpers/redis.js'
+import { freePort, startRedis } from '../setup/redis.js'
 
 describe('circuit breaker', () => {
   it('opens after consecutive failures, probes once per back-off, and closes on success', () => {

@@ -1,10 +1,10 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { DenyCache, localClockUs } from '../lib/deny-cache.js'
-import { incrementUs, toBucket } from '../lib/gcra.js'
-import { MemoryStore } from '../lib/stores/memory.js'
-import { appWith, ok, statuses } from './helpers/app.js'
-import { hasRedis, randomPrefix, redisClient } from './helpers/redis.js'
+import { DenyCache, localClockUs } from '../../lib/decision/deny-cache.js'
+import { incrementUs, toBucket } from '../../lib/gcra/math.js'
+import { MemoryStore } from '../../lib/stores/memory.js'
+import { appWith, ok, statuses } from '../helpers/app.js'
+import { hasRedis, randomPrefix, redisClient } from '../helpers/redis.js'
 
 describe('local deny cache', () => {
   it('never refuses what the store would admit, whatever other instances charge', async () => {

@@ -2,15 +2,15 @@
 // policy: killed and restarted, put to sleep (DEBUG SLEEP), scripts flushed.
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import gcra from '../lib/index.js'
-import type { StoreErrorPolicy } from '../lib/options.js'
-import { newApp, ok } from './helpers/app.js'
-import { hasRedis, randomPrefix } from './helpers/redis.js'
-import { startRedis } from './setup/redis.js'
-import { Limiter } from '../lib/limiter.js'
-import { normaliseLimits, normaliseOptions } from '../lib/options.js'
-import { MemoryStore } from '../lib/stores/memory.js'
-import type { RateLimitStore } from '../lib/stores/store.js'
+import gcra from '../../lib/index.js'
+import type { StoreErrorPolicy } from '../../lib/options/types.js'
+import { newApp, ok } from '../helpers/app.js'
+import { hasRedis, randomPrefix } from '../helpers/redis.js'
+import { startRedis } from '../setup/redis.js'
+import { createEngine } from '../../lib/engine.js'
+import { normaliseLimits, normaliseOptions } from '../../lib/options/normalise.js'
+import { MemoryStore } from '../../lib/stores/memory.js'
+import type { RemoteStore } from '../../lib/stores/contract.js'
 
 const LIMIT = { max: 20, per: '1s', burst: 10 } // T = 50 ms
 const TIMEOUT_MS = 100
@@ -272,27 +272,30 @@ describe('a store that flaps, with onStoreError: \'local\'', () => {
   it('keeps the in-memory state from one outage to the next, and logs no outage below the breaker\'s threshold', async () => {
     let down = false
     const tats = new MemoryStore()
-    const flaky: RateLimitStore = {
-      decide: async (keys, caps, incs, charge) => { if (down) throw new Error('flap'); return tats.decide(keys, caps, incs, charge) },
+    const flaky = {
+      remote: true,
+      decide: async (keys: readonly string[], caps: readonly number[], incs: readonly number[], charge: boolean) => { if (down) throw new Error('flap'); return tats.decide(keys, caps, incs, charge) },
+      shardOf: () => '',
+      onReconnect: () => {},
       delete: () => {},
-      close: () => {},
-    }
+      close: async () => {},
+    } as unknown as RemoteStore
     const logs: string[] = []
     const log = { info: (_o: unknown, m?: string) => logs.push(`info ${m}`), error: (_o: unknown, m?: string) => logs.push(`error ${m}`), warn: () => {}, debug: () => {} } as never
-    const limiter = new Limiter(normaliseOptions({ store: { redis: 'redis://127.0.0.1:1' }, onStoreError: 'local' }), flaky, log)
-    const plan = limiter.plan('test', 'scope:t', normaliseLimits(['10/hour'], 'l'), new Map(), 1, false, 'test')
+    const { planner, decider } = createEngine(normaliseOptions({ store: { redis: 'redis://127.0.0.1:1' }, onStoreError: 'local' }), flaky, log)
+    const plan = planner.route({ label: 'test', scopeId: 'scope:t', limits: normaliseLimits(['10/hour'], 'l'), withGlobal: false, where: 'test', onStoreError: 'local' })
+    const decide = (key: string) => decider.decide(key, plan.base, plan.base.unitIncrements, { charge: true, onStoreError: 'local' })
     let admitted = 0
     for (let outage = 0; outage < 5; outage++) {
       down = true
       // below the threshold: two failures, then the store answers again
-      for (let i = 0; i < 2; i++) if ((await limiter.decide('caller', plan.base, plan.base.unitIncrements, true, 'local')).reply?.allowed === true) admitted++
+      for (let i = 0; i < 2; i++) if ((await decide('caller')).reply?.allowed === true) admitted++
       for (let i = 0; i < 4; i++) {
         down = i === 3
-        const o = await limiter.decide(`caller-${outage}-${i}`, plan.base, plan.base.unitIncrements, true, 'local')
-        void o
+        await decide(`caller-${outage}-${i}`)
       }
       down = false
-      await limiter.decide('other', plan.base, plan.base.unitIncrements, true, 'local')
+      await decide('other')
     }
     // five short outages of one caller: the in-memory buckets kept count across them
     expect(admitted).toBe(10)

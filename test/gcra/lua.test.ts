@@ -1,16 +1,16 @@
 import fc from 'fast-check'
 import type { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
-import { GCRA_LUA, GCRA_LUA_FIXED_CLOCK } from '../lib/lua.js'
-import { RedisStore } from '../lib/stores/redis.js'
-import type { RateLimitStore, StoreReply } from '../lib/stores/store.js'
-import { EPOCH_US, keysFor, randomCase, REFERENCE_LIMIT, REFERENCE_STEPS } from './helpers/cases.js'
-import { GcraModel, type ModelLimit } from './helpers/model.js'
-import { hasRedis, randomPrefix, redisClient } from './helpers/redis.js'
-import { comparable, libStep } from './helpers/subjects.js'
+import { GCRA_LUA, GCRA_LUA_FIXED_CLOCK } from '../../lib/gcra/lua.js'
+import { RedisStore } from '../../lib/stores/redis.js'
+import type { BucketStore, StoreReply } from '../../lib/stores/contract.js'
+import { EPOCH_US, keysFor, randomCase, REFERENCE_LIMIT, REFERENCE_STEPS } from '../helpers/cases.js'
+import { GcraModel, type ModelLimit } from '../helpers/model.js'
+import { hasRedis, randomPrefix, redisClient } from '../helpers/redis.js'
+import { comparable, libStep } from '../helpers/subjects.js'
 
 /** The production script's body with the clock read from ARGV, as a store. */
-function fixedClockStore (redis: Redis, clock: () => number): RateLimitStore {
+function fixedClockStore (redis: Redis, clock: () => number): Pick<BucketStore, 'decide'> {
   return {
     async decide (keys, caps, incs, charge): Promise<StoreReply> {
       const args: Array<string | number> = [charge ? '1' : '0']
@@ -18,8 +18,6 @@ function fixedClockStore (redis: Redis, clock: () => number): RateLimitStore {
       const reply = await redis.eval(GCRA_LUA_FIXED_CLOCK, keys.length, ...keys, ...args, clock()) as number[]
       return { allowed: reply[0] === 1, nowUs: reply[1]!, tatsUs: reply.slice(2) }
     },
-    delete: async () => {},
-    close: () => {},
   }
 }
 

@@ -1,10 +1,10 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { decide, incrementUs, maxCost, nextUnitUs, remainingUnits, startTat, toBucket, waitUs } from '../lib/gcra.js'
-import { MemoryStore } from '../lib/stores/memory.js'
-import { EPOCH_US, keysFor, randomCase, REFERENCE_LIMIT, REFERENCE_STEPS } from './helpers/cases.js'
-import { GcraModel } from './helpers/model.js'
-import { comparable, libStep } from './helpers/subjects.js'
+import { decide, incrementUs, maxCost, nextUnitUs, remainingUnits, startTat, toBucket, waitUs } from '../../lib/gcra/math.js'
+import { MemoryStore } from '../../lib/stores/memory.js'
+import { EPOCH_US, keysFor, randomCase, REFERENCE_LIMIT, REFERENCE_STEPS } from '../helpers/cases.js'
+import { GcraModel } from '../helpers/model.js'
+import { comparable, libStep } from '../helpers/subjects.js'
 
 describe('reference model', () => {
   it('gives the reference cases of the contract', () => {

@@ -2,14 +2,14 @@
  * The limiter's decision as the tests drive it: the library's buckets and store on one
  * side, the same inputs as the reference model takes on the other.
  */
-import { incrementUs, remainingUnits, toBucket, waitUs } from '../../lib/gcra.js'
-import type { RateLimitStore } from '../../lib/stores/store.js'
+import { incrementUs, remainingUnits, toBucket, waitUs } from '../../lib/gcra/math.js'
+import type { BucketStore } from '../../lib/stores/contract.js'
 import type { ModelLimit, ModelResult } from './model.js'
 
 const toNumber = (m: ModelLimit['multiplier']): number => (m === undefined ? 1 : Number(m[0]) / Number(m[1]))
 
 /** One request through a library store, read back in the model's terms. */
-export async function libStep (store: RateLimitStore, keys: readonly string[], limits: readonly ModelLimit[], cost: number, charge = true): Promise<ModelResult & { nowUs: number }> {
+export async function libStep (store: Pick<BucketStore, 'decide'>, keys: readonly string[], limits: readonly ModelLimit[], cost: number, charge = true): Promise<ModelResult & { nowUs: number }> {
   const buckets = limits.map(l => toBucket(l.max, l.perMs, l.burst, toNumber(l.multiplier)))
   const incs = buckets.map(b => incrementUs(cost, b.intervalUs))
   if (incs.some((inc, i) => inc > buckets[i]!.capacityUs)) {

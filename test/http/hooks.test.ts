@@ -3,9 +3,9 @@ import { createServer, type Server } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Redis } from 'ioredis'
-import gcra from '../lib/index.js'
-import { appWith, newApp, ok, statuses, storeCases, type LogLine } from './helpers/app.js'
-import { freePort } from './setup/redis.js'
+import gcra from '../../lib/index.js'
+import { appWith, newApp, ok, statuses, storeCases, type LogLine } from '../helpers/app.js'
+import { freePort } from '../setup/redis.js'
 
 const Batch = Type.Object({ inputs: Type.Array(Type.Number(), { minItems: 1, maxItems: 64 }) })
 const batchCost = (req: FastifyRequest) => (req.body as { inputs: number[] }).inputs.length

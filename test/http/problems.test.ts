@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { appWith, ok, storeCases } from './helpers/app.js'
+import { appWith, ok, storeCases } from '../helpers/app.js'
 
 const rateHeaders = (headers: Record<string, unknown>) =>
   Object.fromEntries(Object.entries(headers).filter(([h]) => h.includes('ratelimit') || h === 'retry-after'))

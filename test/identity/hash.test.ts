@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { createHmac } from 'node:crypto'
-import { hashIdentity, identityHasher, ipIdentity } from '../lib/identity.js'
+import { hashIdentity, identityHasher, ipIdentity } from '../../lib/identity/hash.js'
 
 describe('ipIdentity', () => {
   it('keeps IPv4 addresses as they are', () => {
@@ -16,16 +16,26 @@ describe('ipIdentity', () => {
     expect(ipIdentity('2001:db8:0:2::1')).toBe('2001:db8:0:2::/64')
     expect(ipIdentity('::1')).toBe('0:0:0:0::/64')
     expect(ipIdentity('fe80::')).toBe('fe80:0:0:0::/64')
+    // IPv4-compatible (deprecated) is not IPv4-mapped, in dotted or hex form
+    expect(ipIdentity('::192.0.2.10')).toBe('0:0:0:0::/64')
+    expect(ipIdentity('::c000:20a')).toBe('0:0:0:0::/64')
+    // zones ipaddr.js would not read on its own
+    expect(ipIdentity('fe80::1%eth0.1')).toBe('fe80:0:0:0::/64')
+    expect(ipIdentity('fe80::1%en-0')).toBe('fe80:0:0:0::/64')
   })
 
   it('reads IPv4-mapped IPv6 as the IPv4 address', () => {
     expect(ipIdentity('::ffff:192.0.2.10')).toBe('192.0.2.10')
     expect(ipIdentity('::ffff:c000:20a')).toBe('192.0.2.10')
+    expect(ipIdentity('::FFFF:192.0.2.10%eth0')).toBe('192.0.2.10')
   })
 
   it('passes through what is not an IP address', () => {
     expect(ipIdentity('unix-socket')).toBe('unix-socket')
     expect(ipIdentity('')).toBe('')
+    // node:net decides what is an address: no classful, hex or octal IPv4 forms
+    expect(ipIdentity('127.1')).toBe('127.1')
+    expect(ipIdentity('::ffff:0x7f.0.0.1')).toBe('::ffff:0x7f.0.0.1')
   })
 })
 

@@ -5,10 +5,10 @@
 import type { FastifyInstance } from 'fastify'
 import Fastify from 'fastify'
 import { describe, expect, it } from 'vitest'
-import gcra from '../lib/index.js'
-import { RedisStore } from '../lib/stores/redis.js'
-import { appWith, newApp, ok, storeCases, type StoreCase } from './helpers/app.js'
-import { hasRedis, randomPrefix, redisClient, redisUrl } from './helpers/redis.js'
+import gcra from '../../lib/index.js'
+import { RedisStore } from '../../lib/stores/redis.js'
+import { appWith, newApp, ok, storeCases, type StoreCase } from '../helpers/app.js'
+import { hasRedis, randomPrefix, redisClient, redisUrl } from '../helpers/redis.js'
 
 /** A gate handlers wait on: `open()` lets every waiting handler finish. */
 function gate (): { wait: () => Promise<void>, open: () => void } {

@@ -6,16 +6,16 @@
 import fc from 'fast-check'
 import type { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
-import { FST_GCRA_INVALID_SETTLE } from '../lib/index.js'
-import { incrementUs, toBucket } from '../lib/gcra.js'
-import { SETTLE_LUA, SETTLE_LUA_FIXED_CLOCK } from '../lib/lua.js'
-import { MemoryStore } from '../lib/stores/memory.js'
-import type { StoreReply } from '../lib/stores/store.js'
-import { appWith, ok, storeCases } from './helpers/app.js'
-import { EPOCH_US, keysFor } from './helpers/cases.js'
-import { GcraModel, ratio, type ModelLimit } from './helpers/model.js'
-import { hasRedis, randomPrefix, redisClient } from './helpers/redis.js'
-import { libStep } from './helpers/subjects.js'
+import { FST_GCRA_INVALID_SETTLE } from '../../lib/index.js'
+import { incrementUs, toBucket } from '../../lib/gcra/math.js'
+import { SETTLE_LUA, SETTLE_LUA_FIXED_CLOCK } from '../../lib/gcra/lua.js'
+import { MemoryStore } from '../../lib/stores/memory.js'
+import type { StoreReply } from '../../lib/stores/contract.js'
+import { appWith, ok, storeCases } from '../helpers/app.js'
+import { EPOCH_US, keysFor } from '../helpers/cases.js'
+import { GcraModel, ratio, type ModelLimit } from '../helpers/model.js'
+import { hasRedis, randomPrefix, redisClient } from '../helpers/redis.js'
+import { libStep } from '../helpers/subjects.js'
 
 const toNumber = (m: ModelLimit['multiplier']): number => (m === undefined ? 1 : Number(m[0]) / Number(m[1]))
 const bucketsOf = (limits: readonly ModelLimit[]) => limits.map(l => toBucket(l.max, l.perMs, l.burst, toNumber(l.multiplier)))
@@ -114,7 +114,7 @@ describe('settling a charge, against the reference model', () => {
 
   it.runIf(hasRedis)('the Lua script: 60 random sequences agree exactly (fixed clock)', async () => {
     const redis = redisClient()
-    const { GCRA_LUA_FIXED_CLOCK } = await import('../lib/lua.js')
+    const { GCRA_LUA_FIXED_CLOCK } = await import('../../lib/gcra/lua.js')
     await fc.assert(fc.asyncProperty(settleCase, async (c) => {
       const clock = { now: EPOCH_US }
       await compare(luaStore(redis, () => clock.now, GCRA_LUA_FIXED_CLOCK), randomPrefix(), c, clock)

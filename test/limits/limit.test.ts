@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { formatPeriod, normaliseLimit, parseDuration, parseLimitString } from '../lib/limit.js'
+import { formatPeriod, normaliseLimit, parseDuration, parseLimitString } from '../../lib/limits/limit.js'
 
 describe('limit strings', () => {
   it.each([
@@ -24,11 +24,12 @@ describe('durations', () => {
   it.each([
     ['1 minute', 60_000], ['30s', 30_000], ['15 minutes', 900_000], ['500ms', 500], ['2h', 7_200_000],
     ['1d', 86_400_000], ['hour', 3_600_000], ['1.5s', 1_500], ['10 sec', 10_000],
+    [' 2 Minutes ', 120_000], ['3\tdays', 259_200_000], ['1 week', 604_800_000], ['2w', 1_209_600_000], ['1.5 minutes', 90_000],
   ])('reads %j', (text, ms) => {
     expect(parseDuration(text)).toBe(ms)
   })
 
-  it.each(['', 'soon', '1 fortnight', '0s', '-1s', '0.0001ms', '1e3ms'])('rejects %j', (text) => {
+  it.each(['', 'soon', '1 fortnight', '0s', '-1s', '0.0001ms', '1e3ms', '500', '1 5s', '1 year', '2y', 'yr', '5mh', '1dy', '1.0005s', `${'1'.repeat(5000)}x`])('rejects %j', (text) => {
     expect(parseDuration(text)).toBeUndefined()
   })
 

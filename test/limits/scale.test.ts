@@ -4,9 +4,9 @@
  */
 import underPressure from '@fastify/under-pressure'
 import { describe, expect, it } from 'vitest'
-import gcra, { FST_GCRA_INVALID_OPTION } from '../lib/index.js'
-import { toBucket } from '../lib/gcra.js'
-import { appWith, newApp, ok, statuses, storeCases } from './helpers/app.js'
+import gcra, { FST_GCRA_INVALID_OPTION } from '../../lib/index.js'
+import { toBucket } from '../../lib/gcra/math.js'
+import { appWith, newApp, ok, statuses, storeCases } from '../helpers/app.js'
 
 const admitted = async (app: Parameters<typeof statuses>[0], n: number, request: Parameters<typeof statuses>[2]): Promise<number> =>
   (await statuses(app, n, request)).filter(s => s === 200).length

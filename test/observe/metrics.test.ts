@@ -2,11 +2,11 @@ import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
-import gcra, { FST_GCRA_NO_PROM_CLIENT, type FastifyGcraOptions } from '../lib/index.js'
-import { loadPromClient } from '../lib/metrics.js'
-import { appWith, newApp, ok, storeCases } from './helpers/app.js'
-import { hasRedis } from './helpers/redis.js'
-import { freePort } from './setup/redis.js'
+import gcra, { FST_GCRA_NO_PROM_CLIENT, type FastifyGcraOptions } from '../../lib/index.js'
+import { loadPromClient } from '../../lib/observe/metrics.js'
+import { appWith, newApp, ok, storeCases } from '../helpers/app.js'
+import { hasRedis } from '../helpers/redis.js'
+import { freePort } from '../setup/redis.js'
 
 /** The value of one sample in the Prometheus text format, or undefined when absent. */
 function sample (text: string, name: string, labels: Record<string, string> = {}): number | undefined {

@@ -1,8 +1,8 @@
 import swagger from '@fastify/swagger'
 import type { FastifyInstance } from 'fastify'
 import { describe, expect, it } from 'vitest'
-import gcra, { type FastifyGcraOptions } from '../lib/index.js'
-import { newApp, ok, storeCases, type StoreCase } from './helpers/app.js'
+import gcra, { type FastifyGcraOptions } from '../../lib/index.js'
+import { newApp, ok, storeCases, type StoreCase } from '../helpers/app.js'
 
 type Responses = Record<string, { description: string, headers?: Record<string, { schema: Record<string, unknown> }>, content?: Record<string, { schema: Record<string, unknown> }> }>
 

@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { describe, expect, it } from 'vitest'
-import type { Observation } from '../lib/outcome.js'
-import { RefusalLog } from '../lib/refusal-log.js'
-import { appWith, ok, storeCases, type LogLine } from './helpers/app.js'
+import type { Observation } from '../../lib/observe/outcome.js'
+import { RefusalLog } from '../../lib/observe/refusal-log.js'
+import { appWith, ok, storeCases, type LogLine } from '../helpers/app.js'
 
 const refusals = (logs: LogLine[]) => logs.filter(l => l.msg.startsWith('fastify-gcra: request refused'))
 

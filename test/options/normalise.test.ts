@@ -1,7 +1,7 @@
 import Fastify from 'fastify'
 import { describe, expect, it } from 'vitest'
-import gcra, { FST_GCRA_INVALID_OPTION, type FastifyGcraOptions } from '../lib/index.js'
-import { normaliseOptions } from '../lib/options.js'
+import gcra, { FST_GCRA_INVALID_OPTION, type FastifyGcraOptions } from '../../lib/index.js'
+import { normaliseOptions } from '../../lib/options/normalise.js'
 
 async function register (options: unknown): Promise<void> {
   const app = Fastify()

@@ -1,0 +1,145 @@
+/**
+ * One decision over a request's buckets, in the order a request meets them: the local
+ * deny cache (a remote store's known refusals, answered with no call), then the guarded
+ * store call, then — when that fails — the route's `onStoreError`: this process's own
+ * GCRA ('local'), or no decision ('allow', 'deny').
+ */
+import type { FastifyBaseLogger } from 'fastify'
+import { FST_GCRA_STORE_UNAVAILABLE } from '../errors.js'
+import type { PolicySet } from '../limits/policy.js'
+import type { StoreErrorPolicy } from '../options/types.js'
+import type { RateLimitStore, StoreReply } from '../stores/contract.js'
+import { MemoryStore } from '../stores/memory.js'
+import type { MaybePromise } from '../util/maybe.js'
+import { DenyCache, localClockUs } from './deny-cache.js'
+import type { StoreGuard } from './guard.js'
+
+/**
+ * A decision (from the store, the deny cache, or this process while the store fails), or
+ * the store's error when the route's policy is 'allow' or 'deny'.
+ */
+export type StoreDecision =
+  | { readonly reply: StoreReply, readonly degraded: boolean, readonly error?: undefined }
+  | { readonly reply: undefined, readonly degraded: true, readonly error: unknown }
+
+export interface DecideOptions {
+  /** false: only check (write nothing), as the early check of a body-cost route does. */
+  readonly charge: boolean
+  readonly onStoreError: StoreErrorPolicy
+  /** This request met a failing store already (its check before the body): one wait is enough. */
+  readonly storeFailed?: boolean
+}
+
+export class Decider {
+  readonly store: RateLimitStore
+  readonly guard: StoreGuard
+  readonly #prefix: string
+  readonly #log: FastifyBaseLogger
+  /** Known refusals of a remote store; none for the memory store. */
+  readonly denyCache: DenyCache | undefined
+  /**
+   * The in-memory GCRA of 'local'. Kept from one outage to the next: its TATs record
+   * admissions the store never saw, so a flapping store cannot start it afresh each time.
+   */
+  #fallback: MemoryStore | undefined
+
+  constructor (store: RateLimitStore, guard: StoreGuard, prefix: string, log: FastifyBaseLogger) {
+    this.store = store
+    this.guard = guard
+    this.#prefix = prefix
+    this.#log = log
+    if (store.remote) {
+      const denyCache = new DenyCache()
+      this.denyCache = denyCache
+      // refusals are remembered only while refunds from other instances can be heard (listen)
+      denyCache.active = false
+      // a store that (re)connects or recovers may hold other data than the refusals remembered from it
+      store.onReconnect(() => denyCache.clear())
+      guard.onRecovered = () => denyCache.clear()
+    }
+  }
+
+  /** The head of every store key of one caller: the prefix and the caller's hash tag. */
+  keyHead (hashedKey: string): string {
+    return `${this.#prefix}:{${hashedKey}}:`
+  }
+
+  /** The store keys of one caller's buckets of a policy set. */
+  keys (hashedKey: string, set: PolicySet): string[] {
+    const head = this.keyHead(hashedKey)
+    const policies = set.policies
+    const keys = new Array<string>(policies.length)
+    for (let i = 0; i < policies.length; i++) keys[i] = head + policies[i]!.id
+    return keys
+  }
+
+  decide (hashedKey: string, set: PolicySet, incrementsUs: readonly number[], how: DecideOptions): MaybePromise<StoreDecision> {
+    const { charge, onStoreError } = how
+    if (how.storeFailed === true) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), this.keys(hashedKey, set), set, incrementsUs, charge, onStoreError)
+    const denyCache = this.denyCache
+    if (denyCache !== undefined) {
+      // a refused caller's flood is answered here, before any key is built
+      const refused = denyCache.check(hashedKey, set.id, set.capacitiesUs, incrementsUs)
+      if (refused !== undefined) return { reply: refused, degraded: false }
+    }
+    const keys = this.keys(hashedKey, set)
+    const sentAtUs = denyCache === undefined ? 0 : localClockUs()
+    return this.guard.call(
+      hashedKey,
+      () => this.store.decide(keys, set.capacitiesUs, incrementsUs, charge),
+      (reply): StoreDecision => {
+        if (!reply.allowed) denyCache?.remember(hashedKey, set.id, reply, sentAtUs)
+        return { reply, degraded: false }
+      },
+      error => this.#fallBack(error, keys, set, incrementsUs, charge, onStoreError),
+    )
+  }
+
+  #fallBack (error: unknown, keys: string[], set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): StoreDecision {
+    if (onStoreError !== 'local') return { reply: undefined, degraded: true, error }
+    return { reply: this.fallback().decide(keys, set.capacitiesUs, incrementsUs, charge), degraded: true }
+  }
+
+  /** This process's GCRA while the store fails ('local'). */
+  fallback (): MemoryStore {
+    return this.#fallback ??= new MemoryStore()
+  }
+
+  /** Forget what this process remembers of a caller: its deny-cache entries and local buckets (a reset). */
+  forget (hashedKey: string, keys: readonly string[]): void {
+    this.denyCache?.forget(hashedKey)
+    this.#fallback?.delete(keys)
+  }
+
+  get #refundChannel (): string {
+    return `${this.#prefix}:refunds`
+  }
+
+  /**
+   * A refund may make room where a remembered refusal says there is none: forget the
+   * caller here and, once `announce`, tell the other instances.
+   */
+  refunded (hashedKey: string, announce: boolean): void {
+    this.denyCache?.forget(hashedKey)
+    const store = this.store
+    if (announce && store.remote) {
+      this.guard.background(() => store.publishRefund(this.#refundChannel, hashedKey), 'debug', 'fastify-gcra: a refund could not be announced to other instances')
+    }
+  }
+
+  /** Start hearing other instances' refunds; the deny cache works while this listens. Resolves once subscribed. */
+  listen (): Promise<void> {
+    const { denyCache, store } = this
+    if (denyCache === undefined || !store.remote) return Promise.resolve()
+    let warned = false
+    return store.listenRefunds(
+      this.#refundChannel,
+      hashedKey => denyCache.forget(hashedKey),
+      (listening) => { if (denyCache.active !== listening) denyCache.active = listening },
+      (error) => {
+        if (!warned) this.#log.warn({ err: error }, 'fastify-gcra: the connection that hears refunds failed; refusals are not remembered locally until it is back')
+        warned = true
+      },
+    )
+  }
+}

@@ -1,0 +1,46 @@
+/** A store's decision read back into the request's view of it (`request.rateLimit`). */
+import { incrementUs, nextUnitUs, remainingUnits, waitUs } from '../gcra/math.js'
+import type { PolicySet } from '../limits/policy.js'
+import type { StoreReply } from '../stores/contract.js'
+import { CONCURRENCY } from '../limits/plan.js'
+import type { PolicyState, RateLimitInfo } from '../types.js'
+
+const ms = (us: number): number => Math.ceil(us / 1000)
+
+export function toInfo (set: PolicySet, reply: StoreReply, cost: number, incrementsUs: readonly number[], tier: string | null, degraded = false): RateLimitInfo {
+  const now = reply.nowUs
+  const policies = new Array<PolicyState>(set.policies.length)
+  let remaining = Infinity
+  let resetMs = 0
+  let retryAfterMs = 0
+  for (let i = 0; i < policies.length; i++) {
+    const p = set.policies[i]!
+    const tat = reply.tatsUs[i]!
+    const left = remainingUnits(tat, now, p)
+    const reset = ms(nextUnitUs(tat, now, p))
+    const wait = reply.allowed ? 0 : Math.max(0, ms(waitUs(tat, now, incrementsUs[i]!, p)))
+    policies[i] = { name: p.name, quota: p.quota, burst: p.burst, windowMs: p.windowMs, remaining: left, resetMs: reset, retryAfterMs: wait }
+    if (left < remaining || (left === remaining && reset > resetMs)) {
+      remaining = left
+      resetMs = reset
+    }
+    if (wait > retryAfterMs) retryAfterMs = wait
+  }
+  return { allowed: reply.allowed, remaining: remaining === Infinity ? 0 : remaining, resetMs, retryAfterMs, cost, tier, maxCost: set.maxCost, policies, degraded }
+}
+
+/** The answer for a cost that no wait can make fit. */
+export function neverFits (set: PolicySet, cost: number, tier: string | null): RateLimitInfo {
+  const policies = set.policies.map(p => ({
+    name: p.name, quota: p.quota, burst: p.burst, windowMs: p.windowMs, remaining: 0, resetMs: 0,
+    retryAfterMs: incrementUs(cost, p.intervalUs) > p.capacityUs ? Infinity : 0,
+  }))
+  return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: Infinity, cost, tier, maxCost: set.maxCost, policies, degraded: false }
+}
+
+/** A caller's view of its refused concurrency limit, as `request.rateLimit` and for the 429 builder. */
+export function concurrencyInfo (limit: number, tier: string | null): RateLimitInfo {
+  const policy: PolicyState = { name: CONCURRENCY, quota: limit, burst: limit, windowMs: 0, remaining: 0, resetMs: 0, retryAfterMs: 1000 }
+  return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: 1000, cost: 1, tier, maxCost: limit, policies: [policy], degraded: false }
+}
+

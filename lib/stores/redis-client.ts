@@ -1,0 +1,102 @@
+/**
+ * The Redis side of a plugin instance's life: the store for the `store` option (a client
+ * of its own from a URL, or the user's client), a bounded connect at start, warnings about
+ * client settings that can run a decision twice and about evicting Redis, and the refund
+ * listener once the app is ready.
+ */
+import type { FastifyInstance } from 'fastify'
+import { Redis, type Cluster, type RedisOptions } from 'ioredis'
+import type { Decider } from '../decision/decide.js'
+import type { NormalisedOptions } from '../options/normalise.js'
+import { within } from '../util/timeout.js'
+import type { RateLimitStore } from './contract.js'
+import { MemoryStore } from './memory.js'
+import { isCluster, RedisStore } from './redis.js'
+
+/**
+ * Settings for a client the plugin creates from a URL: fail fast while disconnected
+ * instead of queueing, and never re-send a decision after a reconnect (a GCRA script is
+ * not idempotent: a replay would charge twice).
+ */
+export const OWN_CLIENT_OPTIONS: RedisOptions = {
+  enableOfflineQueue: false,
+  autoResendUnfulfilledCommands: false,
+  maxRetriesPerRequest: 1,
+  connectTimeout: 2000,
+  // reconnect soon after Redis comes back (ioredis' default waits up to 2 s)
+  retryStrategy: (times: number) => Math.min(times * 50, 250),
+  // visible in CLIENT LIST, so an operator can tell the limiter's connections apart
+  connectionName: 'fastify-gcra',
+  lazyConnect: true,
+}
+
+/** The store the options ask for. */
+export function createStore (options: NormalisedOptions): RateLimitStore {
+  const setting = options.store
+  if (setting.kind === 'memory') return new MemoryStore({ maxKeys: setting.maxKeys })
+  return typeof setting.redis === 'string' ? new RedisStore(new Redis(setting.redis, OWN_CLIENT_OPTIONS), true) : new RedisStore(setting.redis, false)
+}
+
+/** Resolves when an ioredis client is ready (at once if it is). */
+function whenReady (client: Redis | Cluster): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve()
+  return new Promise(resolve => client.once('ready', () => resolve()))
+}
+
+/** Connect (or check) a Redis store at registration, and start hearing refunds when the app is ready. */
+export async function startRedis (fastify: FastifyInstance, store: RedisStore, ownClient: boolean, decider: Decider): Promise<void> {
+  const client = store.client
+  if (ownClient) {
+    // a client of our own: its connection errors are the outage the limiter logs once;
+    // each reconnect attempt goes to debug, not to the console
+    client.on('error', (error: unknown) => { fastify.log.debug({ err: error }, 'fastify-gcra: Redis connection error') })
+    // connect now, so the first requests do not meet a closed connection; but a Redis
+    // that accepts and never answers must not hold start-up: a second, then background
+    const connecting = (client.connect() as Promise<void>).catch((error: unknown) => {
+      fastify.log.warn({ err: error }, 'fastify-gcra: could not connect to Redis yet; retrying in the background')
+    })
+    await within(connecting, 1000)
+  } else {
+    const risky = riskyClientSettings(client)
+    if (risky.length > 0) fastify.log.warn({ set: risky }, 'fastify-gcra: the Redis client given to the plugin may run a decision twice or late; set ' + risky.join('; '))
+  }
+  // Redis that evicts keys silently resets limits: say so once, when the client is
+  // ready (at most a second of start-up; a later answer is still reported)
+  fastify.addHook('onReady', async () => {
+    // the deny cache starts once refunds from other instances can be heard
+    const listening = decider.listen()
+    const check = whenReady(client).then(() => evictionPolicies(client)).then((policies) => {
+      const evicting = [...new Set(policies.filter(p => p !== 'noeviction'))]
+      if (evicting.length > 0) {
+        fastify.log.warn({ maxmemoryPolicy: evicting }, `fastify-gcra: Redis maxmemory-policy is ${evicting.join(', ')}, not noeviction: under memory pressure Redis may evict buckets, which resets those limits`)
+      }
+    }, () => {})
+    await within(Promise.all([listening, check]), 1000)
+  })
+}
+
+/** Client settings that can make a decision run twice or late, with what to set instead. */
+export function riskyClientSettings (client: Redis | Cluster): string[] {
+  // a Cluster passes redisOptions to the connections it opens
+  const options: RedisOptions | undefined = isCluster(client) ? client.options.redisOptions : client.options
+  const risky: string[] = []
+  if (options?.autoResendUnfulfilledCommands !== false) risky.push('autoResendUnfulfilledCommands: false (a decision re-sent after a reconnect charges twice)')
+  if ((client.options as { enableOfflineQueue?: boolean }).enableOfflineQueue !== false) risky.push('enableOfflineQueue: false (queued decisions run late, after their requests were answered)')
+  // a Cluster re-sends what was in flight on a closed node connection, whatever redisOptions say
+  if (isCluster(client) && (client.options.retryDelayOnFailover ?? 100) > 0) risky.push('retryDelayOnFailover: 0 in the Cluster options (a Cluster re-sends a decision that was in flight on a failing node)')
+  return risky
+}
+
+/** `maxmemory-policy` of every master, as far as CONFIG GET answers (managed Redis may refuse it). */
+export async function evictionPolicies (client: Redis | Cluster): Promise<string[]> {
+  const nodes = isCluster(client) ? client.nodes('master') : [client]
+  const answers = await Promise.all(nodes.map(async node => {
+    try {
+      const reply = await node.config('GET', 'maxmemory-policy') as unknown
+      return Array.isArray(reply) && typeof reply[1] === 'string' ? reply[1] : undefined
+    } catch {
+      return undefined
+    }
+  }))
+  return answers.filter((a): a is string => a !== undefined)
+}
