@@ -1,17 +1,25 @@
 /**
- * The Redis side of the GCRA decision: the same math as `gcra.ts` (`startTat`, `decide`),
- * in Lua, run atomically over every bucket of one request.
+ * The Redis side of the GCRA decision: the same math as `math.ts` (`startTat`, `decide`),
+ * in Lua. One call carries the decisions of many requests (coalesced per tick and per
+ * node); each is all-or-nothing over its own buckets.
  */
 
-const HEADER = `--[[ fastify-gcra: one GCRA decision over all buckets of a request, atomically
-KEYS[i]     bucket i; every key of one call carries the same {hash tag}, so one Cluster slot
-ARGV[1]     mode: '1' = charge when every bucket admits; '0' = check only, write nothing
-ARGV[2i]    bucket i: capacity D, integer microseconds
-ARGV[2i+1]  bucket i: increment c*T, integer microseconds
+const HEADER = `--[[ fastify-gcra: GCRA decisions of many requests in one call, each over all its
+buckets, all-or-nothing, in the order given (a later decision sees the earlier ones' writes)
+KEYS        the buckets of decision 1, then of decision 2, ...; on a Cluster every key is
+            served by this node (one call per master; see CROSS_SLOT below)
+ARGV[1]     m, the number of decisions
+then, per decision d:
+  n_d       its number of buckets (the next n_d KEYS)
+  mode      '1' = charge when every bucket admits; '0' = check only, write nothing
+  cap, inc  per bucket: capacity D and increment c*T, integer microseconds
 clock       %CLOCK_DOC%
-reply       { allowed (1 | 0), now (us), tat_1 (us), ..., tat_n (us) }: TATs after the decision
-writes      only when allowed and charging: KEYS[i] = new TAT (integer us),
+reply       { now (us), then per decision: allowed (1 | 0), tat_1 (us), ..., tat_n_d (us) }:
+            the TATs after that decision
+writes      only for an admitted charge: each of its KEYS = new TAT (integer us),
             PX = ceil((TAT - now) / 1000) ms, the time until that bucket is full again
+reads       one MGET of every key, once; a key written earlier in the call is read from
+            what this call wrote
 ]]`
 
 /**
@@ -26,26 +34,59 @@ const startTat = (stored: string): string => `  local tat = tonumber(${stored})
     tat = now + cap
   end`
 
-const BODY = `
-local n = #KEYS
-local charge = ARGV[1] == '1'
+/** One Redis: every key declared, read at once. */
+const READ_DECLARED = `
+local keys = KEYS
 local stored = redis.call('MGET', unpack(KEYS))
-local reply = { 1, now }
-local allowed = 1
-for i = 1, n do
-  local cap = tonumber(ARGV[2 * i])
-  local inc = tonumber(ARGV[2 * i + 1])
-${startTat('stored[i]')}
-  reply[i + 2] = tat
-  if tat + inc - now > cap then allowed = 0 end
+local base = 1
+`
+
+/**
+ * A Cluster master: keys of many slots may be touched by a script only undeclared (KEYS[1]
+ * routes the call) and one command at a time, so they come in ARGV and are read by GET.
+ */
+const READ_UNDECLARED = `
+local count = tonumber(ARGV[1])
+local keys = {}
+local stored = {}
+for i = 1, count do
+  keys[i] = ARGV[1 + i]
+  stored[i] = redis.call('GET', keys[i])
 end
-reply[1] = allowed
-if allowed == 1 and charge then
+local base = count + 2
+`
+
+const BODY = `
+local written = {}
+local reply = { now }
+local k = 0
+local a = base + 1
+for d = 1, tonumber(ARGV[base]) do
+  local n = tonumber(ARGV[a])
+  local charge = ARGV[a + 1] == '1'
+  a = a + 2
+  local at = #reply + 1
+  local allowed = 1
   for i = 1, n do
-    local tat = reply[i + 2] + tonumber(ARGV[2 * i + 1])
-    reply[i + 2] = tat
-    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', string.format('%.0f', math.ceil((tat - now) / 1000)))
+    local cap = tonumber(ARGV[a + 2 * i - 2])
+    local inc = tonumber(ARGV[a + 2 * i - 1])
+    local own = written[keys[k + i]]
+${startTat('own or stored[k + i]')}
+    reply[at + i] = tat
+    if tat + inc - now > cap then allowed = 0 end
   end
+  reply[at] = allowed
+  if allowed == 1 and charge then
+    for i = 1, n do
+      local key = keys[k + i]
+      local tat = reply[at + i] + tonumber(ARGV[a + 2 * i - 1])
+      reply[at + i] = tat
+      written[key] = tat
+      redis.call('SET', key, string.format('%.0f', tat), 'PX', string.format('%.0f', math.ceil((tat - now) / 1000)))
+    end
+  end
+  k = k + n
+  a = a + 2 * n
 end
 return reply
 `
@@ -56,15 +97,25 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 `
 
+const TIME_DOC = 'Redis TIME in microseconds (the store\'s clock, never an app server\'s)'
+
 /** The production script: the clock is Redis `TIME`. */
-export const GCRA_LUA = HEADER.replace('%CLOCK_DOC%', 'Redis TIME in microseconds (the store\'s clock, never an app server\'s)') + TIME_CLOCK + BODY
+export const GCRA_LUA = HEADER.replace('%CLOCK_DOC%', TIME_DOC) + TIME_CLOCK + READ_DECLARED + BODY
+
+/**
+ * The script for a Redis Cluster master: its keys span many slots of that master, which
+ * Redis 7 allows a script that says so (`allow-cross-slot-keys`; Redis 6 refuses the flag).
+ * KEYS[1] is the first key (it routes the call); ARGV[1] = the number of keys, then the
+ * keys, then the arguments above from m on.
+ */
+export const GCRA_LUA_CROSS_SLOT = '#!lua flags=allow-cross-slot-keys\n' + HEADER.replace('%CLOCK_DOC%', TIME_DOC) + TIME_CLOCK + READ_UNDECLARED + BODY
 
 /**
  * The same body with the clock taken from the last ARGV (µs). Only for tests that replay
  * the reference cases at chosen instants; never registered by the plugin.
  */
 export const GCRA_LUA_FIXED_CLOCK = HEADER.replace('%CLOCK_DOC%', 'ARGV[#ARGV], microseconds (tests only)') +
-  '\nlocal now = tonumber(ARGV[#ARGV])\n' + BODY
+  '\nlocal now = tonumber(ARGV[#ARGV])\n' + READ_DECLARED + BODY
 
 const SETTLE_HEADER = `--[[ fastify-gcra: settle a charge, atomically over every bucket of a request
 KEYS[i]     bucket i (one {hash tag}, one Cluster slot)

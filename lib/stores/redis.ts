@@ -1,21 +1,25 @@
 /**
- * The shared store: one Lua script per decision on Redis or Redis Cluster, registered
- * once per client with `defineCommand` (EVALSHA, with EVAL on NOSCRIPT).
+ * The shared store on Redis or Redis Cluster: decisions coalesced into one script call per
+ * node and turn of the event loop (`coalesce.ts`); scripts registered once per client with
+ * `defineCommand` (EVALSHA, with EVAL on NOSCRIPT).
  */
 import calculateSlot from 'cluster-key-slot'
 import type { Cluster, Redis } from 'ioredis'
 import { FST_GCRA_STORE_REPLY, describe } from '../errors.js'
-import { ACQUIRE_LUA, GCRA_LUA, RENEW_LUA, SETTLE_LUA } from '../gcra/lua.js'
+import { ACQUIRE_LUA, GCRA_LUA, GCRA_LUA_CROSS_SLOT, RENEW_LUA, SETTLE_LUA } from '../gcra/lua.js'
+import { Coalescer } from './coalesce.js'
 import type { RemoteStore, SlotReply, StoreReply } from './contract.js'
 import { withTimeout } from '../util/timeout.js'
 
 // Versioned, so two releases sharing one client never run each other's script.
-const COMMAND = 'fastifyGcraDecideV1'
+const COMMAND = 'fastifyGcraDecideV2'
+const COMMAND_CROSS_SLOT = 'fastifyGcraDecideCrossSlotV2'
 const SETTLE = 'fastifyGcraSettleV1'
 const ACQUIRE = 'fastifyGcraAcquireV1'
 const RENEW = 'fastifyGcraRenewV1'
 const SCRIPTS: ReadonlyArray<readonly [string, string, number | undefined]> = [
   [COMMAND, GCRA_LUA, undefined],
+  [COMMAND_CROSS_SLOT, GCRA_LUA_CROSS_SLOT, undefined],
   [SETTLE, SETTLE_LUA, undefined],
   [ACQUIRE, ACQUIRE_LUA, 1],
   [RENEW, RENEW_LUA, 1],
@@ -39,6 +43,7 @@ export class RedisStore implements RemoteStore {
   readonly #owns: boolean
   /** The connection that hears refunds (subscribed: it can carry nothing else). */
   #subscriber: Redis | Cluster | undefined
+  readonly #coalescer: Coalescer
 
   constructor (client: Redis | Cluster, ownsClient: boolean) {
     this.client = client
@@ -48,13 +53,27 @@ export class RedisStore implements RemoteStore {
         client.defineCommand(name, numberOfKeys === undefined ? { lua } : { lua, numberOfKeys })
       }
     }
+    // a Cluster routes a call by its one declared key, the first: the others are on its master
+    this.#coalescer = new Coalescer(isCluster(client)
+      ? (_node, keys, argv) => this.#call(COMMAND_CROSS_SLOT, [1, keys[0]!, keys.length, ...keys, ...argv])
+      : (_node, keys, argv) => this.#call(COMMAND, [keys.length, ...keys, ...argv]))
   }
 
-  async decide (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean): Promise<StoreReply> {
-    const n = keys.length
-    const args: Array<string | number> = [n, ...keys, charge ? '1' : '0']
-    for (let i = 0; i < n; i++) args.push(capacitiesUs[i]!, incrementsUs[i]!)
-    return decisionReply(await this.#call(COMMAND, args), n)
+  /** One decision, sent with the others of this turn bound for the same node. */
+  decide (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean): Promise<StoreReply> {
+    const key = keys[0]!
+    const node = this.#nodeOf(key.slice(key.indexOf('{') + 1, key.indexOf('}')))
+    return new Promise((resolve, reject) => {
+      this.#coalescer.add(node, { keys, capacitiesUs, incrementsUs, charge, resolve, reject })
+    })
+  }
+
+  /** Which call a caller's decision joins: the master of its slot (the slot itself while the slots are unknown). */
+  #nodeOf (hashTag: string): string {
+    const client = this.client
+    if (!isCluster(client)) return ''
+    const slot = calculateSlot(hashTag)
+    return client.slots[slot]?.[0] ?? `slot ${slot}`
   }
 
   async adjust (keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[]): Promise<StoreReply> {
@@ -124,6 +143,8 @@ export class RedisStore implements RemoteStore {
   }
 
   async delete (keys: readonly string[]): Promise<void> {
+    // decisions asked before the delete go first, as they were asked (a reset wins over them)
+    this.#coalescer.flush()
     if (keys.length > 0) await this.client.del(...keys)
   }
 

@@ -1,9 +1,10 @@
-// The benchmarks' pure helpers: order statistics, steal from /proc/stat, Redis INFO parsing.
+// The benchmarks' pure helpers: order statistics, steal from /proc/stat, Redis INFO parsing,
+// CPU time per request.
 import { describe, expect, it } from 'vitest'
 // @ts-expect-error plain JavaScript without declarations
-import { cpuBetween, median, parseCpuLine, quantile, spread } from '../../bench/lib/stats.js'
+import { addedOver, addedRatio, cpuBetween, cpuUsPerRequest, median, parseCpuLine, quantile, spread } from '../../bench/lib/stats.js'
 // @ts-expect-error plain JavaScript without declarations
-import { infoField, limiterCommands, parseCommandstats } from '../../bench/lib/redis-info.js'
+import { infoField, limiterCommands, parseCommandstats, perDecision, redisCpuUsPer } from '../../bench/lib/redis-info.js'
 
 describe('bench helpers', () => {
   it('takes medians and quantiles between order statistics, ignoring what is not a number', () => {
@@ -32,5 +33,39 @@ describe('bench helpers', () => {
     expect(stats.evalsha).toEqual({ calls: 10, usec: 50, usecPerCall: 5 })
     expect(limiterCommands(stats)).toEqual({ scripts: 10, all: 18, scriptUsec: 50 })
     expect(infoField('# CPU\r\nused_cpu_sys:1.5\r\nused_cpu_user:2.25\r\n', 'used_cpu_user')).toBe(2.25)
+  })
+
+  it('divides a process\'s CPU time (user + system µs) between two readings by the requests completed', () => {
+    const before = { user: 1_000_000, system: 200_000 }
+    const after = { user: 1_900_000, system: 500_000 }
+    // 900 000 + 300 000 µs over 40 000 requests
+    expect(cpuUsPerRequest(before, after, 40_000)).toBe(30)
+    expect(cpuUsPerRequest(before, after, 0)).toBeNaN()
+    expect(cpuUsPerRequest(undefined, after, 10)).toBeNaN()
+  })
+
+  it('takes what each run adds over a baseline median, and one added cost over another', () => {
+    expect(addedOver([30, 34, 32], 20)).toEqual({ median: 12, min: 10, max: 14, n: 3 })
+    expect(addedRatio(6, 12)).toBe(0.5)
+    // no ratio over an added cost that is not above zero, nor with a side not measured
+    expect(addedRatio(6, 0)).toBeNaN()
+    expect(addedRatio(6, -1)).toBeNaN()
+    expect(addedRatio(NaN, 4)).toBeNaN()
+  })
+
+  it('reads Redis CPU µs per operation from two INFO cpu texts', () => {
+    const before = '# CPU\r\nused_cpu_sys:1.000000\r\nused_cpu_user:2.000000\r\n'
+    const after = '# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:2.750000\r\n'
+    // 1 s more over 100 000 operations
+    expect(redisCpuUsPer(before, after, 100_000)).toBeCloseTo(10, 9)
+    expect(redisCpuUsPer(undefined, after, 100_000)).toBeNaN()
+    expect(redisCpuUsPer(before, after, 0)).toBeNaN()
+  })
+
+  it('counts script calls, commands and script µs per decision from INFO commandstats', () => {
+    // 8 calls of 32 decisions: one TIME and one MGET per call, one SET per decision
+    const text = 'cmdstat_evalsha:calls=8,usec=1280,usec_per_call=160.00\r\ncmdstat_time:calls=8,usec=8,usec_per_call=1.00\r\n' +
+      'cmdstat_mget:calls=8,usec=40,usec_per_call=5.00\r\ncmdstat_set:calls=256,usec=256,usec_per_call=1.00\r\ncmdstat_info:calls=2,usec=60,usec_per_call=30.00\r\n'
+    expect(perDecision(parseCommandstats(text), 256)).toEqual({ scriptCallsPerDecision: 1 / 32, commandsPerDecision: 280 / 256, scriptUsPerDecision: 5 })
   })
 })

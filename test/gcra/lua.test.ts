@@ -9,21 +9,21 @@ import { GcraModel, type ModelLimit } from '../helpers/model.js'
 import { hasRedis, randomPrefix, redisClient } from '../helpers/redis.js'
 import { comparable, libStep } from '../helpers/subjects.js'
 
-/** The production script's body with the clock read from ARGV, as a store. */
+/** The production script's body with the clock read from ARGV, as a store of one decision per call. */
 function fixedClockStore (redis: Redis, clock: () => number): Pick<BucketStore, 'decide'> {
   return {
     async decide (keys, caps, incs, charge): Promise<StoreReply> {
-      const args: Array<string | number> = [charge ? '1' : '0']
+      const args: Array<string | number> = [1, keys.length, charge ? '1' : '0']
       caps.forEach((c, i) => args.push(c, incs[i]!))
       const reply = await redis.eval(GCRA_LUA_FIXED_CLOCK, keys.length, ...keys, ...args, clock()) as number[]
-      return { allowed: reply[0] === 1, nowUs: reply[1]!, tatsUs: reply.slice(2) }
+      return { allowed: reply[1] === 1, nowUs: reply[0]!, tatsUs: reply.slice(2) }
     },
   }
 }
 
 describe('the Lua script', () => {
   it('names every KEYS and ARGV entry and its unit in its header', () => {
-    for (const needle of ['KEYS[i]', 'ARGV[1]', 'ARGV[2i]', 'ARGV[2i+1]', 'microseconds', 'TIME', 'hash tag']) {
+    for (const needle of ['KEYS', 'ARGV[1]', 'n_d', 'mode', 'cap, inc', 'microseconds', 'TIME', 'MGET', 'one call per master']) {
       expect(GCRA_LUA).toContain(needle)
     }
     // the production script never reads a clock from its arguments

@@ -29,10 +29,11 @@ interface SettlingStore {
 function luaStore (redis: Redis, clock: () => number, decideLua: string): SettlingStore {
   return {
     async decide (keys, caps, incs, charge) {
-      const args: Array<string | number> = [charge ? '1' : '0']
+      // one decision in the call: m = 1, then its buckets
+      const args: Array<string | number> = [1, keys.length, charge ? '1' : '0']
       caps.forEach((c, i) => args.push(c, incs[i]!))
       const reply = await redis.eval(decideLua, keys.length, ...keys, ...args, clock()) as number[]
-      return { allowed: reply[0] === 1, nowUs: reply[1]!, tatsUs: reply.slice(2) }
+      return { allowed: reply[1] === 1, nowUs: reply[0]!, tatsUs: reply.slice(2) }
     },
     async adjust (keys, caps, deltas) {
       const args: Array<string | number> = []

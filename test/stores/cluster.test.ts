@@ -6,7 +6,9 @@ import { newApp, ok } from '../helpers/app.js'
 import { hasRedis, randomPrefix } from '../helpers/redis.js'
 import { startCluster, type TestCluster } from '../setup/cluster.js'
 import { hashIdentity } from '../../lib/identity/hash.js'
-import { slotOf } from '../../lib/stores/redis.js'
+import { RedisStore, slotOf } from '../../lib/stores/redis.js'
+import { incrementUs, toBucket } from '../../lib/gcra/math.js'
+import { GcraModel, type ModelLimit } from '../helpers/model.js'
 
 describe.runIf(hasRedis)('redis store on Redis Cluster', () => {
   let cluster: TestCluster
@@ -88,6 +90,35 @@ describe.runIf(hasRedis)('redis store on Redis Cluster', () => {
     expect(replies.filter(r => r.statusCode === 200)).toHaveLength(23)
     expect(replies.filter(r => r.statusCode === 429)).toHaveLength(177)
   }, 30_000)
+
+  it('coalesces one turn\'s decisions into one call per master, each decided exactly as alone', async () => {
+    const client = connect()
+    if (client.status !== 'ready') await new Promise(resolve => client.once('ready', resolve))
+    const store = new RedisStore(client, false)
+    let calls = 0
+    const methods = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+    const original = methods.fastifyGcraDecideCrossSlotV2!
+    methods.fastifyGcraDecideCrossSlotV2 = function (...args: unknown[]) { calls++; return original.apply(this, args) }
+    const prefix = randomPrefix()
+    // 60 callers, spread over every master, each asking three times in the same turn
+    const tags = Array.from({ length: 60 }, (_, i) => hashIdentity(`caller-${i}`))
+    const masters = new Set(tags.map(t => client.slots[slotOf(t)]![0]))
+    expect(masters.size).toBe(3)
+    const limits: ModelLimit[] = [{ max: 2, perMs: 60_000, burst: 2 }, { max: 100, perMs: 3_600_000, burst: 100 }]
+    const buckets = limits.map(l => toBucket(l.max, l.perMs, l.burst, 1))
+    const caps = buckets.map(b => b.capacityUs)
+    const incs = buckets.map(b => incrementUs(1, b.intervalUs))
+    const asked = [...tags, ...tags, ...tags].map(tag => ({ keys: [`${prefix}:{${tag}}:minute`, `${prefix}:{${tag}}:hour`] }))
+    const replies = await Promise.all(asked.map(a => store.decide(a.keys, caps, incs, true)))
+    expect(calls).toBe(3)
+    // one call per master, one clock per call: the model replays each call's decisions in order at its clock
+    const model = new GcraModel()
+    replies.forEach((reply, i) => {
+      const want = model.request(asked[i]!.keys, limits, 1, reply.nowUs)
+      expect([reply.allowed, reply.tatsUs]).toEqual([want.allowed, want.tatsUs])
+    })
+    expect(replies.filter(r => r.allowed)).toHaveLength(120)
+  })
 
   it('computes the slot of a hash tag as Redis does', async () => {
     const client = connect()

@@ -1,0 +1,113 @@
+/**
+ * Coalesced decisions: every decision asked of a remote store in one turn of the event
+ * loop waits for the end of that turn (`setImmediate`: after every ready socket was read),
+ * then travels with the others bound for the same node in one script call. One call per
+ * node instead of one per request: one TIME, one MGET, one round trip, one reply to parse.
+ * Each decision stays all-or-nothing over its own buckets, decided in the order asked.
+ */
+import { FST_GCRA_STORE_REPLY, describe } from '../errors.js'
+import type { StoreReply } from './contract.js'
+
+/** One decision waiting for its call. */
+export interface Waiting {
+  readonly keys: readonly string[]
+  readonly capacitiesUs: readonly number[]
+  readonly incrementsUs: readonly number[]
+  readonly charge: boolean
+  resolve (reply: StoreReply): void
+  reject (error: unknown): void
+}
+
+/** Bounds of one call: decisions, keys (Lua's unpack has a stack limit) and key bytes. */
+export const MAX_DECISIONS = 256
+export const MAX_KEYS = 1024
+export const MAX_KEY_BYTES = 64 * 1024
+
+/** Sends one call for `node`: the keys of every decision, then ARGV from m on; answers the script's reply. */
+export type Send = (node: string, keys: string[], argv: Array<string | number>) => Promise<unknown>
+
+export class Coalescer {
+  readonly #send: Send
+  /** Decisions waiting, by node, in the order asked. */
+  #waiting = new Map<string, Waiting[]>()
+  #scheduled = false
+
+  constructor (send: Send) {
+    this.#send = send
+  }
+
+  add (node: string, decision: Waiting): void {
+    let list = this.#waiting.get(node)
+    if (list === undefined) this.#waiting.set(node, list = [])
+    list.push(decision)
+    if (!this.#scheduled) {
+      this.#scheduled = true
+      setImmediate(() => this.flush())
+    }
+  }
+
+  /** Send what waits now, in calls within the bounds. */
+  flush (): void {
+    this.#scheduled = false
+    const waiting = this.#waiting
+    this.#waiting = new Map()
+    for (const [node, list] of waiting) {
+      let start = 0
+      while (start < list.length) {
+        let end = start
+        let keys = 0
+        let bytes = 0
+        // at least one decision per call, however large
+        do {
+          const d = list[end]!
+          keys += d.keys.length
+          for (const key of d.keys) bytes += key.length
+          end++
+        } while (end < list.length && end - start < MAX_DECISIONS && keys + list[end]!.keys.length <= MAX_KEYS && bytes < MAX_KEY_BYTES)
+        this.#call(node, list.slice(start, end))
+        start = end
+      }
+    }
+  }
+
+  #call (node: string, batch: readonly Waiting[]): void {
+    const keys: string[] = []
+    const argv: Array<string | number> = [batch.length]
+    for (const d of batch) {
+      const n = d.keys.length
+      argv.push(n, d.charge ? '1' : '0')
+      for (let i = 0; i < n; i++) {
+        keys.push(d.keys[i]!)
+        argv.push(d.capacitiesUs[i]!, d.incrementsUs[i]!)
+      }
+    }
+    let sent: Promise<unknown>
+    try {
+      sent = this.#send(node, keys, argv)
+    } catch (error) {
+      for (const d of batch) d.reject(error)
+      return
+    }
+    // a call is never sent again: a failure is every one of its decisions' failure
+    sent.then((reply) => { answer(batch, reply) }, (error: unknown) => { for (const d of batch) d.reject(error) })
+  }
+}
+
+/** Hand each decision its part of the reply: { now, then per decision allowed, tat_1..tat_n }. */
+export function answer (batch: readonly Waiting[], reply: unknown): void {
+  let expected = 1
+  for (const d of batch) expected += 1 + d.keys.length
+  if (!Array.isArray(reply) || reply.length !== expected || !reply.every(v => typeof v === 'number')) {
+    const error = new FST_GCRA_STORE_REPLY(describe(reply))
+    for (const d of batch) d.reject(error)
+    return
+  }
+  const values = reply as number[]
+  const nowUs = values[0]!
+  let at = 1
+  for (const d of batch) {
+    const n = d.keys.length
+    d.resolve({ allowed: values[at] === 1, nowUs, tatsUs: values.slice(at + 1, at + 1 + n) })
+    at += 1 + n
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * Coalesced decisions: many requests' decisions in one script call, each decided exactly
+ * as alone, in the order asked — against the reference model, step by step.
+ */
+import fc from 'fast-check'
+import type { Redis } from 'ioredis'
+import { describe, expect, it } from 'vitest'
+import { FST_GCRA_STORE_REPLY } from '../../lib/index.js'
+import { incrementUs, toBucket } from '../../lib/gcra/math.js'
+import { GCRA_LUA_FIXED_CLOCK } from '../../lib/gcra/lua.js'
+import { Coalescer, MAX_DECISIONS, MAX_KEYS } from '../../lib/stores/coalesce.js'
+import type { StoreReply } from '../../lib/stores/contract.js'
+import { RedisStore } from '../../lib/stores/redis.js'
+import { EPOCH_US } from '../helpers/cases.js'
+import { GcraModel, ratio, type ModelLimit } from '../helpers/model.js'
+import { hasRedis, randomPrefix, redisClient } from '../helpers/redis.js'
+
+const toNumber = (m: ModelLimit['multiplier']): number => (m === undefined ? 1 : Number(m[0]) / Number(m[1]))
+
+/** The store's inputs for a request of `cost` over `limits`; undefined when it can never fit (a 413, never sent). */
+function inputs (limits: readonly ModelLimit[], cost: number): { caps: number[], incs: number[] } | undefined {
+  const buckets = limits.map(l => toBucket(l.max, l.perMs, l.burst, toNumber(l.multiplier)))
+  const incs = buckets.map(b => incrementUs(cost, b.intervalUs))
+  if (incs.some((inc, i) => inc > buckets[i]!.capacityUs)) return undefined
+  return { caps: buckets.map(b => b.capacityUs), incs }
+}
+
+/** A decision asked of a coalescer; resolves with its reply. */
+function ask (coalescer: Coalescer, node: string, keys: string[], caps: number[], incs: number[], charge = true): Promise<StoreReply> {
+  return new Promise((resolve, reject) => coalescer.add(node, { keys, capacitiesUs: caps, incrementsUs: incs, charge, resolve, reject }))
+}
+
+const limitArb: fc.Arbitrary<ModelLimit> = fc.record({
+  max: fc.integer({ min: 1, max: 12 }),
+  perMs: fc.constantFrom(100, 1000, 60_000),
+  burst: fc.integer({ min: 1, max: 15 }),
+  multiplier: fc.constantFrom(1, 5, 2.5).map(m => ratio(m)),
+})
+
+interface Asked { who: number, route: number, cost: number, charge: boolean }
+
+const tickArb = fc.record({
+  dtUs: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 300_000 }), fc.integer({ min: 0, max: 3_000_000 })),
+  // many callers in one tick, the same caller several times among them
+  asked: fc.array(fc.record({
+    who: fc.integer({ min: 0, max: 3 }),
+    route: fc.integer({ min: 0, max: 1 }),
+    cost: fc.oneof(fc.integer({ min: 1, max: 4 }), fc.constantFrom(0.5, 2.25, 30)),
+    // mostly charges, sometimes a check (the early check of a body-cost route)
+    charge: fc.constantFrom(true, true, true, false),
+  }), { minLength: 1, maxLength: 14 }),
+})
+
+describe.runIf(hasRedis)('coalesced calls on Redis against the model', () => {
+  it('decide every request of a call exactly as alone, in order: stacked limits, a global limit shared by two routes, costs, checks', async () => {
+    const redis = redisClient()
+    await fc.assert(fc.asyncProperty(
+      fc.array(limitArb, { minLength: 2, maxLength: 2 }), limitArb, fc.array(tickArb, { minLength: 1, maxLength: 12 }),
+      async (routeLimits, globalLimit, ticks) => {
+        let now = EPOCH_US
+        let calls = 0
+        const coalescer = new Coalescer(async (_node, keys, argv) => {
+          calls++
+          // the clock is virtual, TTLs are real: the call's keys are made persistent in the
+          // same transaction, so none can expire before the next tick (a few ms of real time)
+          const tx = (redis as Redis).multi().eval(GCRA_LUA_FIXED_CLOCK, keys.length, ...keys, ...argv, now)
+          for (const key of keys) tx.persist(key)
+          const [[error, reply]] = (await tx.exec())! as Array<[Error | null, unknown]>
+          if (error !== null) throw error
+          return reply
+        })
+        const model = new GcraModel()
+        const prefix = randomPrefix()
+        for (const tick of ticks) {
+          now += tick.dtUs
+          const before = calls
+          const sent: Array<{ a: Asked, keys: string[], limits: ModelLimit[], reply: Promise<StoreReply> }> = []
+          for (const a of tick.asked as Asked[]) {
+            // a route's own limit and the caller's global limit, as a limited route charges them
+            const keys = [`${prefix}:{id${a.who}}:route${a.route}`, `${prefix}:{id${a.who}}:global`]
+            const limits = [routeLimits[a.route]!, globalLimit]
+            const given = inputs(limits, a.cost)
+            if (given === undefined) continue
+            sent.push({ a, keys, limits, reply: ask(coalescer, '', keys, given.caps, given.incs, a.charge) })
+          }
+          const replies = await Promise.all(sent.map(s => s.reply))
+          expect(calls - before).toBe(sent.length === 0 ? 0 : 1)
+          sent.forEach((s, i) => {
+            const want = model.request(s.keys, s.limits, s.a.cost, now, s.a.charge)
+            expect({ allowed: replies[i]!.allowed, nowUs: replies[i]!.nowUs, tatsUs: replies[i]!.tatsUs })
+              .toEqual({ allowed: want.allowed, nowUs: now, tatsUs: want.tatsUs })
+          })
+        }
+      },
+    ), { numRuns: 50, seed: 20261203 })
+  }, 60_000)
+
+  it('send the decisions of one turn as one call, on Redis\'s clock, exactly as the model decides them in that order', async () => {
+    const redis = redisClient()
+    const store = new RedisStore(redis, false)
+    let calls = 0
+    const client = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+    const original = client.fastifyGcraDecideV2!
+    client.fastifyGcraDecideV2 = function (...args: unknown[]) { calls++; return original.apply(this, args) }
+    const limits: ModelLimit[] = [{ max: 3, perMs: 1000, burst: 3 }]
+    const { caps, incs } = inputs(limits, 1)!
+    const prefix = randomPrefix()
+    const keysOf = (who: number): string[] => [`${prefix}:{c${who}}:p`]
+    const order = Array.from({ length: 40 }, (_, i) => i % 5)
+    const replies = await Promise.all(order.map(who => store.decide(keysOf(who), caps, incs, true)))
+    expect(calls).toBe(1)
+    const nowUs = replies[0]!.nowUs
+    const model = new GcraModel()
+    replies.forEach((reply, i) => {
+      expect(reply.nowUs).toBe(nowUs)
+      const want = model.request(keysOf(order[i]!), limits, 1, nowUs)
+      expect([reply.allowed, reply.tatsUs]).toEqual([want.allowed, want.tatsUs])
+    })
+    // five callers, three admitted each, whatever their order in the call
+    expect(replies.filter(r => r.allowed)).toHaveLength(15)
+  })
+})
+
+describe('the bounds of a call', () => {
+  const recorder = () => {
+    const calls: number[] = []
+    const coalescer = new Coalescer(async (_node, _keys, argv) => {
+      const m = argv[0] as number
+      calls.push(m)
+      const reply: number[] = [1]
+      let a = 1
+      for (let d = 0; d < m; d++) {
+        const n = argv[a] as number
+        reply.push(1, ...Array<number>(n).fill(2))
+        a += 2 + 2 * n
+      }
+      return reply
+    })
+    return { calls, coalescer }
+  }
+  const keys = (n: number, i: number) => Array.from({ length: n }, (_, k) => `p:{c${i}}:${k}`)
+
+  it(`split a turn's decisions at ${MAX_DECISIONS} per call, and one node's from another's`, async () => {
+    const { calls, coalescer } = recorder()
+    const asked = Array.from({ length: 600 }, (_, i) => ask(coalescer, i % 2 === 0 ? 'a' : 'b', keys(1, i), [5], [1]))
+    await Promise.all(asked)
+    expect(calls).toEqual([256, 44, 256, 44])
+  })
+
+  it(`split at ${MAX_KEYS} keys per call`, async () => {
+    const { calls, coalescer } = recorder()
+    await Promise.all(Array.from({ length: 300 }, (_, i) => ask(coalescer, '', keys(5, i), [5, 5, 5, 5, 5], [1, 1, 1, 1, 1])))
+    expect(calls).toEqual([204, 96])
+  })
+
+  it('fail every decision of a call that fails, and never send it again', async () => {
+    let sent = 0
+    const boom = new Error('connection lost')
+    const coalescer = new Coalescer(async () => { sent++; throw boom })
+    const results = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => ask(coalescer, '', keys(1, i), [5], [1])))
+    expect(sent).toBe(1)
+    expect(results.map(r => r.status === 'rejected' ? r.reason : r)).toEqual(Array(5).fill(boom))
+  })
+
+  it('fail every decision of a call whose reply cannot be read', async () => {
+    const coalescer = new Coalescer(async () => [1, 1, 5])
+    const results = await Promise.allSettled([ask(coalescer, '', keys(1, 0), [5], [1]), ask(coalescer, '', keys(1, 1), [5], [1])])
+    for (const r of results) {
+      expect(r.status).toBe('rejected')
+      expect((r as PromiseRejectedResult).reason).toBeInstanceOf(FST_GCRA_STORE_REPLY)
+    }
+  })
+
+  it('fail the decisions of a call that throws as it is sent', async () => {
+    const coalescer = new Coalescer(() => { throw new Error('not connected') })
+    await expect(ask(coalescer, '', keys(1, 0), [5], [1])).rejects.toThrow('not connected')
+  })
+})
