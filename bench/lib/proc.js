@@ -104,9 +104,23 @@ function firstMessage (child, ms, what) {
   })
 }
 
+/** Send a child `{ type }` over IPC and wait for its answer of that type, at most `ms`. */
+function ask (child, type, ms, what) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { cleanup(); reject(new Error(`${what}: no ${type} answer within ${ms} ms`)) }, ms)
+    const onMessage = (m) => { if (m?.type !== type) return; cleanup(); resolve(m) }
+    const onExit = (code, signal) => { cleanup(); reject(new Error(`${what}: exited (${code ?? signal}) before answering ${type}`)) }
+    const cleanup = () => { clearTimeout(timer); child.off('message', onMessage); child.off('exit', onExit) }
+    child.on('message', onMessage)
+    child.once('exit', onExit)
+    child.send({ type })
+  })
+}
+
 /**
  * An app server in a child process of its own (bench/lib/server.js), listening on a free
- * loopback port. `stop()` asks it for what it recorded, then ends it.
+ * loopback port. `cpu()` reads its own CPU time (`process.cpuUsage()`, µs); `stop()` asks
+ * it for what it recorded, then ends it.
  */
 export async function startServer (config, { nodeArgs = [] } = {}) {
   const child = track(spawn(process.execPath, [...nodeArgs, join(here, 'server.js'), JSON.stringify(config)], {
@@ -126,6 +140,7 @@ export async function startServer (config, { nodeArgs = [] } = {}) {
   return {
     port: ready.port,
     pid: child.pid,
+    cpu: async () => (await ask(child, 'cpu', 5000, `server ${config.limiter}`)).usage,
     stop: async () => {
       let report
       if (child.connected) {

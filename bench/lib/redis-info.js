@@ -43,3 +43,15 @@ export function limiterCommands (stats) {
 export function redisCpuSeconds (infoCpu) {
   return (infoField(infoCpu, 'used_cpu_user') ?? 0) + (infoField(infoCpu, 'used_cpu_sys') ?? 0)
 }
+
+/** Redis CPU µs per operation between two `INFO cpu` texts; NaN when a text is missing or the count is not above 0. */
+export function redisCpuUsPer (infoBefore, infoAfter, count) {
+  if (infoBefore == null || infoAfter == null || !(count > 0)) return NaN
+  return (redisCpuSeconds(infoAfter) - redisCpuSeconds(infoBefore)) * 1e6 / count
+}
+
+/** From INFO commandstats over `decisions` decisions: script calls, every limiter command (scripts' own included) and script µs, per decision. */
+export function perDecision (stats, decisions) {
+  const { scripts, all, scriptUsec } = limiterCommands(stats)
+  return { scriptCallsPerDecision: scripts / decisions, commandsPerDecision: all / decisions, scriptUsPerDecision: scriptUsec / decisions }
+}

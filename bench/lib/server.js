@@ -4,7 +4,8 @@
 //            | 'accuracy' (GET /, 100/second, burst 20 for GCRA; a 1 s window of 100 for @fastify/rate-limit)
 //   redisPort  the private Redis, for the Redis limiters
 //   record   keep the times of admitted requests (accuracy)
-// Tells the parent { port } over IPC once listening; answers { type: 'report' } with what it recorded.
+// Tells the parent { port } over IPC once listening; answers { type: 'report' } with what it recorded
+// and { type: 'cpu' } with { type: 'cpu', usage: process.cpuUsage() }.
 import Fastify from 'fastify'
 import rateLimit from '@fastify/rate-limit'
 import { Redis } from 'ioredis'
@@ -86,6 +87,8 @@ async function close () {
 }
 
 process.on('message', (message) => {
+  // this process's own CPU time so far (µs, all its threads): read before and after a load run
+  if (message?.type === 'cpu') return process.send({ type: 'cpu', usage: process.cpuUsage() })
   if (message?.type !== 'report') return
   process.send({ admittedUs, admittedRedisUs, stats: app.rateLimiter?.stats() ?? null })
 })

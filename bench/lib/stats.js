@@ -1,4 +1,5 @@
-// Pure helpers for the benchmarks: order statistics and the CPU steal read from /proc/stat.
+// Pure helpers for the benchmarks: order statistics, the CPU steal read from /proc/stat, and
+// a process's own CPU time per request.
 import { readFileSync } from 'node:fs'
 
 /** The q-quantile (0..1) of numbers, linear between order statistics; NaN when empty. */
@@ -49,6 +50,28 @@ export function cpuBetween (before, after) {
   if (total <= 0) return { steal: 0, busy: 0 }
   const idle = (after.idle + after.iowait) - (before.idle + before.iowait)
   return { steal: (after.steal - before.steal) / total, busy: 1 - idle / total }
+}
+
+/** A `process.cpuUsage()` reading in µs: user + system. */
+export const cpuUsOf = (usage) => usage.user + usage.system
+
+/**
+ * CPU µs per request between two `process.cpuUsage()` readings of one process; NaN when a
+ * reading is missing or no request completed.
+ */
+export function cpuUsPerRequest (before, after, requests) {
+  if (before == null || after == null || !(requests > 0)) return NaN
+  return (cpuUsOf(after) - cpuUsOf(before)) / requests
+}
+
+/** What each run adds over a baseline (a median of the baseline's runs): their spread. */
+export function addedOver (values, baseline) {
+  return spread(values.map(v => v - baseline))
+}
+
+/** One added cost over another (fastify-gcra's over @fastify/rate-limit's); NaN unless the divisor is above 0. */
+export function addedRatio (mine, theirs) {
+  return Number.isFinite(mine) && Number.isFinite(theirs) && theirs > 0 ? mine / theirs : NaN
 }
 
 /** A number for a table: `digits` decimals, '–' for what was not measured. */
