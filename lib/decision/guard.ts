@@ -7,7 +7,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { FST_GCRA_STORE_TIMEOUT, FST_GCRA_STORE_UNAVAILABLE } from '../errors.js'
 import type { RateLimitStore } from '../stores/contract.js'
 import { isThenable, type MaybePromise } from '../util/maybe.js'
-import { withTimeout } from '../util/timeout.js'
+import { Deadlines, withTimeout } from '../util/timeout.js'
 import { Breaker, type BreakerState } from './breaker.js'
 
 /** Watches the calls to a remote store (the metrics). */
@@ -26,6 +26,7 @@ export class StoreGuard {
   readonly #timeoutMs: number
   readonly #log: FastifyBaseLogger
   readonly #breakers = new Map<string, Breaker>()
+  readonly #deadlines: Deadlines
   /** Set by the metrics, before the first request. */
   observer: StoreObserver | undefined
   /** Called when a server answers again after an outage (its data may be new). */
@@ -34,6 +35,7 @@ export class StoreGuard {
   constructor (store: RateLimitStore, timeoutMs: number, log: FastifyBaseLogger) {
     this.#store = store
     this.#timeoutMs = timeoutMs
+    this.#deadlines = new Deadlines(timeoutMs)
     this.#log = log
   }
 
@@ -62,8 +64,7 @@ export class StoreGuard {
       return onError(error)
     }
     if (!isThenable(pending)) return onValue(pending)
-    const ms = this.#timeoutMs
-    const answer = withTimeout(pending, ms, () => { throw new FST_GCRA_STORE_TIMEOUT(ms) })
+    const answer = this.#deadlines.race(pending, this.#timedOut)
     return (this.observer === undefined ? answer : this.observer.storeCall(answer)).then(
       (value) => {
         if (shard !== undefined && shard.breaker.success()) this.#recovered(shard)
@@ -92,9 +93,10 @@ export class StoreGuard {
   /** A call whose caller waits, outside the breakers (reset): bounded by the timeout. */
   bounded<T> (pending: MaybePromise<T>): MaybePromise<T> {
     if (!isThenable(pending)) return pending
-    const ms = this.#timeoutMs
-    return withTimeout(pending, ms, () => { throw new FST_GCRA_STORE_TIMEOUT(ms) })
+    return this.#deadlines.race(pending, this.#timedOut)
   }
+
+  readonly #timedOut = (): never => { throw new FST_GCRA_STORE_TIMEOUT(this.#timeoutMs) }
 
   /** Each breaker's state, by server: '' for one Redis, 'host:port' per Cluster node. */
   states (): Array<[string, BreakerState]> {

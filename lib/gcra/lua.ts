@@ -7,18 +7,19 @@
 const HEADER = `--[[ fastify-gcra: GCRA decisions of many requests in one call, each over all its
 buckets, all-or-nothing, in the order given (a later decision sees the earlier ones' writes)
 KEYS        the buckets of decision 1, then of decision 2, ...; on a Cluster every key is
-            served by this node (one call per master; see CROSS_SLOT below)
+            served by this node (one call per master)
 ARGV[1]     m, the number of decisions
-then, per decision d:
-  n_d       its number of buckets (the next n_d KEYS)
-  mode      '1' = charge when every bucket admits; '0' = check only, write nothing
-  cap, inc  per bucket: capacity D and increment c*T, integer microseconds
+ARGV[2]     s, the number of bucket lists (the capacities and increments of a policy set at
+            a cost, sent once for every decision that uses them)
+then s lists: n, then per bucket: cap, inc (capacity D and increment c*T, integer us)
+then m decisions: the index of its list (1..s), mode ('1' = charge when every bucket
+            admits; '0' = check only, write nothing); its n keys are the next n KEYS
 clock       %CLOCK_DOC%
-reply       { now (us), then per decision: allowed (1 | 0), tat_1 (us), ..., tat_n_d (us) }:
+reply       { now (us), then per decision: allowed (1 | 0), tat_1 (us), ..., tat_n (us) }:
             the TATs after that decision
-writes      only for an admitted charge: each of its KEYS = new TAT (integer us),
+writes      only for an admitted charge: each of its keys = new TAT (integer us),
             PX = ceil((TAT - now) / 1000) ms, the time until that bucket is full again
-reads       one MGET of every key, once; a key written earlier in the call is read from
+reads       every key once, at the start; a key written earlier in the call is read from
             what this call wrote
 ]]`
 
@@ -59,34 +60,44 @@ local base = count + 2
 const BODY = `
 local written = {}
 local reply = { now }
-local k = 0
-local a = base + 1
-for d = 1, tonumber(ARGV[base]) do
+local a = base + 2
+local lists = {}
+for j = 1, tonumber(ARGV[base + 1]) do
   local n = tonumber(ARGV[a])
+  local caps, incs = {}, {}
+  for i = 1, n do
+    caps[i] = tonumber(ARGV[a + 2 * i - 1])
+    incs[i] = tonumber(ARGV[a + 2 * i])
+  end
+  lists[j] = { n, caps, incs }
+  a = a + 1 + 2 * n
+end
+local k = 0
+for d = 1, tonumber(ARGV[base]) do
+  local list = lists[tonumber(ARGV[a])]
   local charge = ARGV[a + 1] == '1'
   a = a + 2
+  local n, caps, incs = list[1], list[2], list[3]
   local at = #reply + 1
   local allowed = 1
   for i = 1, n do
-    local cap = tonumber(ARGV[a + 2 * i - 2])
-    local inc = tonumber(ARGV[a + 2 * i - 1])
+    local cap = caps[i]
     local own = written[keys[k + i]]
 ${startTat('own or stored[k + i]')}
     reply[at + i] = tat
-    if tat + inc - now > cap then allowed = 0 end
+    if tat + incs[i] - now > cap then allowed = 0 end
   end
   reply[at] = allowed
   if allowed == 1 and charge then
     for i = 1, n do
       local key = keys[k + i]
-      local tat = reply[at + i] + tonumber(ARGV[a + 2 * i - 1])
+      local tat = reply[at + i] + incs[i]
       reply[at + i] = tat
       written[key] = tat
       redis.call('SET', key, string.format('%.0f', tat), 'PX', string.format('%.0f', math.ceil((tat - now) / 1000)))
     end
   end
   k = k + n
-  a = a + 2 * n
 end
 return reply
 `

@@ -71,16 +71,7 @@ export class Coalescer {
   }
 
   #call (node: string, batch: readonly Waiting[]): void {
-    const keys: string[] = []
-    const argv: Array<string | number> = [batch.length]
-    for (const d of batch) {
-      const n = d.keys.length
-      argv.push(n, d.charge ? '1' : '0')
-      for (let i = 0; i < n; i++) {
-        keys.push(d.keys[i]!)
-        argv.push(d.capacitiesUs[i]!, d.incrementsUs[i]!)
-      }
-    }
+    const { keys, argv } = encode(batch)
     let sent: Promise<unknown>
     try {
       sent = this.#send(node, keys, argv)
@@ -91,6 +82,33 @@ export class Coalescer {
     // a call is never sent again: a failure is every one of its decisions' failure
     sent.then((reply) => { answer(batch, reply) }, (error: unknown) => { for (const d of batch) d.reject(error) })
   }
+}
+
+/**
+ * A call's arguments: every decision's keys, in order; then ARGV: m, the bucket lists
+ * (capacities and increments, each sent once however many decisions use it: a route's
+ * fixed cost is one list), and per decision the index of its list and its mode.
+ */
+export function encode (batch: readonly Waiting[]): { keys: string[], argv: Array<string | number> } {
+  const keys: string[] = []
+  const lists = new Map<readonly number[], Map<readonly number[], number>>()
+  const listArgs: Array<string | number> = []
+  const decisionArgs: Array<string | number> = []
+  let count = 0
+  for (const d of batch) {
+    let byIncrements = lists.get(d.capacitiesUs)
+    if (byIncrements === undefined) lists.set(d.capacitiesUs, byIncrements = new Map())
+    let index = byIncrements.get(d.incrementsUs)
+    if (index === undefined) {
+      byIncrements.set(d.incrementsUs, index = ++count)
+      const n = d.keys.length
+      listArgs.push(n)
+      for (let i = 0; i < n; i++) listArgs.push(d.capacitiesUs[i]!, d.incrementsUs[i]!)
+    }
+    for (const key of d.keys) keys.push(key)
+    decisionArgs.push(index, d.charge ? '1' : '0')
+  }
+  return { keys, argv: [batch.length, count, ...listArgs, ...decisionArgs] }
 }
 
 /** Hand each decision its part of the reply: { now, then per decision allowed, tat_1..tat_n }. */

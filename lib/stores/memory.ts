@@ -70,12 +70,16 @@ export class MemoryStore implements LocalStore {
   decide (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean): StoreReply {
     const nowUs = this.#clock()
     const n = keys.length
+    // each key looked up once: the entries found are written in place
+    const found = new Array<Entry | undefined>(n)
     const stored = new Array<number | undefined>(n)
-    for (let i = 0; i < n; i++) stored[i] = this.#entries.get(keys[i]!)?.tatUs
+    for (let i = 0; i < n; i++) stored[i] = (found[i] = this.#entries.get(keys[i]!))?.tatUs
     const tatsUs = new Array<number>(n)
     const allowed = decide(stored, capacitiesUs, incrementsUs, nowUs, tatsUs, charge)
     if (allowed && charge) {
-      for (let i = 0; i < n; i++) this.#write(keys[i]!, tatsUs[i]!, nowUs)
+      // the entries found first: moved to the tail, no insertion below can evict them
+      for (let i = 0; i < n; i++) if (found[i] !== undefined) this.#touch(found[i]!, tatsUs[i]!)
+      for (let i = 0; i < n; i++) if (found[i] === undefined) this.#write(keys[i]!, tatsUs[i]!, nowUs)
     }
     return { allowed, nowUs, tatsUs }
   }
@@ -145,10 +149,17 @@ export class MemoryStore implements LocalStore {
       entry = { key: own, tatUs, older: null, newer: null }
       this.#entries.set(own, entry)
     } else {
-      entry.tatUs = tatUs
-      if (entry === this.#tail) return
-      this.#unlink(entry)
+      this.#touch(entry, tatUs)
+      return
     }
+    this.#append(entry)
+  }
+
+  /** A new TAT for a bucket held: it becomes the most recently charged. */
+  #touch (entry: Entry, tatUs: number): void {
+    entry.tatUs = tatUs
+    if (entry === this.#tail) return
+    this.#unlink(entry)
     this.#append(entry)
   }
 

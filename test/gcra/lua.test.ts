@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import type { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
+import { encode } from '../../lib/stores/coalesce.js'
 import { GCRA_LUA, GCRA_LUA_FIXED_CLOCK } from '../../lib/gcra/lua.js'
 import { RedisStore } from '../../lib/stores/redis.js'
 import type { BucketStore, StoreReply } from '../../lib/stores/contract.js'
@@ -13,9 +14,8 @@ import { comparable, libStep } from '../helpers/subjects.js'
 function fixedClockStore (redis: Redis, clock: () => number): Pick<BucketStore, 'decide'> {
   return {
     async decide (keys, caps, incs, charge): Promise<StoreReply> {
-      const args: Array<string | number> = [1, keys.length, charge ? '1' : '0']
-      caps.forEach((c, i) => args.push(c, incs[i]!))
-      const reply = await redis.eval(GCRA_LUA_FIXED_CLOCK, keys.length, ...keys, ...args, clock()) as number[]
+      const { argv } = encode([{ keys, capacitiesUs: caps, incrementsUs: incs, charge, resolve: () => {}, reject: () => {} }])
+      const reply = await redis.eval(GCRA_LUA_FIXED_CLOCK, keys.length, ...keys, ...argv, clock()) as number[]
       return { allowed: reply[1] === 1, nowUs: reply[0]!, tatsUs: reply.slice(2) }
     },
   }
@@ -23,7 +23,7 @@ function fixedClockStore (redis: Redis, clock: () => number): Pick<BucketStore, 
 
 describe('the Lua script', () => {
   it('names every KEYS and ARGV entry and its unit in its header', () => {
-    for (const needle of ['KEYS', 'ARGV[1]', 'n_d', 'mode', 'cap, inc', 'microseconds', 'TIME', 'MGET', 'one call per master']) {
+    for (const needle of ['KEYS', 'ARGV[1]', 'ARGV[2]', 'bucket lists', 'mode', 'cap, inc', 'microseconds', 'TIME', 'MGET', 'one call per master']) {
       expect(GCRA_LUA).toContain(needle)
     }
     // the production script never reads a clock from its arguments

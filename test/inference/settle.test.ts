@@ -6,6 +6,7 @@
 import fc from 'fast-check'
 import type { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
+import { encode } from '../../lib/stores/coalesce.js'
 import { FST_GCRA_INVALID_SETTLE } from '../../lib/index.js'
 import { incrementUs, toBucket } from '../../lib/gcra/math.js'
 import { SETTLE_LUA, SETTLE_LUA_FIXED_CLOCK } from '../../lib/gcra/lua.js'
@@ -29,10 +30,9 @@ interface SettlingStore {
 function luaStore (redis: Redis, clock: () => number, decideLua: string): SettlingStore {
   return {
     async decide (keys, caps, incs, charge) {
-      // one decision in the call: m = 1, then its buckets
-      const args: Array<string | number> = [1, keys.length, charge ? '1' : '0']
-      caps.forEach((c, i) => args.push(c, incs[i]!))
-      const reply = await redis.eval(decideLua, keys.length, ...keys, ...args, clock()) as number[]
+      // one decision in the call
+      const { argv } = encode([{ keys, capacitiesUs: caps, incrementsUs: incs, charge, resolve: () => {}, reject: () => {} }])
+      const reply = await redis.eval(decideLua, keys.length, ...keys, ...argv, clock()) as number[]
       return { allowed: reply[1] === 1, nowUs: reply[0]!, tatsUs: reply.slice(2) }
     },
     async adjust (keys, caps, deltas) {

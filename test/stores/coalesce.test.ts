@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { FST_GCRA_STORE_REPLY } from '../../lib/index.js'
 import { incrementUs, toBucket } from '../../lib/gcra/math.js'
 import { GCRA_LUA_FIXED_CLOCK } from '../../lib/gcra/lua.js'
-import { Coalescer, MAX_DECISIONS, MAX_KEYS } from '../../lib/stores/coalesce.js'
+import { Coalescer, encode, MAX_DECISIONS, MAX_KEYS, type Waiting } from '../../lib/stores/coalesce.js'
 import type { StoreReply } from '../../lib/stores/contract.js'
 import { RedisStore } from '../../lib/stores/redis.js'
 import { EPOCH_US } from '../helpers/cases.js'
@@ -125,15 +125,17 @@ describe('the bounds of a call', () => {
   const recorder = () => {
     const calls: number[] = []
     const coalescer = new Coalescer(async (_node, _keys, argv) => {
+      // m decisions, s lists (n, then n caps and increments), then per decision: list, mode
       const m = argv[0] as number
       calls.push(m)
-      const reply: number[] = [1]
-      let a = 1
-      for (let d = 0; d < m; d++) {
-        const n = argv[a] as number
-        reply.push(1, ...Array<number>(n).fill(2))
-        a += 2 + 2 * n
+      const sizes: number[] = []
+      let a = 2
+      for (let j = 0; j < (argv[1] as number); j++) {
+        sizes.push(argv[a] as number)
+        a += 1 + 2 * (argv[a] as number)
       }
+      const reply: number[] = [1]
+      for (let d = 0; d < m; d++, a += 2) reply.push(1, ...Array<number>(sizes[(argv[a] as number) - 1]!).fill(2))
       return reply
     })
     return { calls, coalescer }
@@ -151,6 +153,17 @@ describe('the bounds of a call', () => {
     const { calls, coalescer } = recorder()
     await Promise.all(Array.from({ length: 300 }, (_, i) => ask(coalescer, '', keys(5, i), [5, 5, 5, 5, 5], [1, 1, 1, 1, 1])))
     expect(calls).toEqual([204, 96])
+  })
+
+  it('send a policy set\'s capacities and increments once per call, however many decisions use them', () => {
+    const caps = [5, 7]
+    const fixed = [1, 2]
+    const other = [3, 4]
+    const d = (i: number, incs: number[], charge = true): Waiting => ({ keys: keys(2, i), capacitiesUs: caps, incrementsUs: incs, charge, resolve: () => {}, reject: () => {} })
+    expect(encode([d(0, fixed), d(1, fixed, false), d(2, other), d(3, fixed)])).toEqual({
+      keys: [...keys(2, 0), ...keys(2, 1), ...keys(2, 2), ...keys(2, 3)],
+      argv: [4, 2, 2, 5, 1, 7, 2, 2, 5, 3, 7, 4, 1, '1', 1, '0', 2, '1', 1, '1'],
+    })
   })
 
   it('fail every decision of a call that fails, and never send it again', async () => {
