@@ -8,10 +8,10 @@ export const FST_GCRA_INVALID_OPTION = createError<[string, string, string]>(
   TypeError,
 )
 
-/** The route's cost function threw or returned something that is not a finite number > 0. */
+/** The route's cost function threw or returned something that is not a finite number >= 0. */
 export const FST_GCRA_INVALID_COST = createError<[string, string, { cause: unknown }?]>(
   'FST_GCRA_INVALID_COST',
-  'fastify-gcra: the cost of %s must be a finite number > 0, got %s',
+  'fastify-gcra: the cost of %s must be a finite number >= 0, got %s',
   500,
 )
 
@@ -96,5 +96,19 @@ export const FST_GCRA_INVALID_SETTLE = createError<[string]>(
 export const FST_GCRA_NO_PROM_CLIENT = createError<[string, { cause: unknown }?]>(
   'FST_GCRA_NO_PROM_CLIENT',
   'fastify-gcra: options.metrics needs prom-client, an optional peer dependency: npm install prom-client@15 (%s)',
+  500,
+)
+
+/**
+ * At `ready()`: routes declare `config.rateLimit` where no fastify-gcra instance saw them
+ * (declared before the plugin, after a `register` that was not awaited, or in a context
+ * it does not reach), so they would never be limited.
+ */
+export const FST_GCRA_UNSEEN_ROUTE = createError<[string]>(
+  'FST_GCRA_UNSEEN_ROUTE',
+  'fastify-gcra: these routes declare config.rateLimit but fastify-gcra never saw them, so they would NOT be limited: %s. ' +
+    'Register the plugin before the routes it limits and await it (`await app.register(gcra, options)`, then declare the routes), ' +
+    'at the root or in a context that encloses them: it is wrapped with fastify-plugin, so it reaches its own context and every context registered after it inside that one. ' +
+    'A route that must not be limited says config: { rateLimit: false }.',
   500,
 )

@@ -30,12 +30,13 @@ export function rateLimiter (engine: Engine): RateLimiter {
 
   const run = async (key: string, limits: readonly LimitSpec[], cost: number, consume: ConsumeOptions, charge: boolean): Promise<RateLimitInfo> => {
     if (typeof key !== 'string') throw new FST_GCRA_INVALID_KEY(describeKind(key))
-    if (typeof cost !== 'number' || !Number.isFinite(cost) || cost <= 0) throw new FST_GCRA_INVALID_COST('rateLimiter.consume()', describeKind(cost))
+    if (typeof cost !== 'number' || !Number.isFinite(cost) || cost < 0) throw new FST_GCRA_INVALID_COST('rateLimiter.consume()', describeKind(cost))
     const tier = tierName(consume.tier)
     const set = planner.setFor(planOf(limits, consume), tier)
     const increments = charge ? incrementsFor(set.policies, cost) : set.unitIncrements
     if (exceedsCapacity(set, increments)) return neverFits(set, cost, tier)
-    const decision = await decider.decide(identity.hash(key), set, increments, { charge, onStoreError: options.onStoreError })
+    // a cost of 0 is free: its zero increments always fit, and it is only read, never written
+    const decision = await decider.decide(identity.hash(key), set, increments, { charge: charge && cost > 0, onStoreError: options.onStoreError })
     if (decision.reply === undefined) throw decision.error
     return toInfo(set, decision.reply, cost, increments, tier, decision.degraded)
   }

@@ -45,7 +45,8 @@ async function costOf (plan: RoutePlan, request: FastifyRequest): Promise<number
     // the cause carries the detail; the logger prints its message after ours
     throw new FST_GCRA_INVALID_COST(plan.label, 'an exception', { cause: error })
   }
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new FST_GCRA_INVALID_COST(plan.label, describeKind(value))
+  // 0 is a free request (an empty batch); what is negative or not a number is the server's bug
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new FST_GCRA_INVALID_COST(plan.label, describeKind(value))
   return value
 }
 
@@ -144,13 +145,16 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     return costOf(plan, request).then(cost => decideCost(request, reply, state, set, cost, incrementsFor(set.policies, cost), true))
   }
 
-  function decide (state: RequestState, set: PolicySet, incrementsUs: readonly number[], charge: boolean): MaybePromise<StoreDecision> {
-    return decider.decide(state.key, set, incrementsUs, { charge, onStoreError: plan.onStoreError, storeFailed: state.storeFailed })
+  /** `write` false: only read the buckets (an early check, a free request, a 413's state). */
+  function decide (state: RequestState, set: PolicySet, incrementsUs: readonly number[], write: boolean): MaybePromise<StoreDecision> {
+    return decider.decide(state.key, set, incrementsUs, { charge: write, onStoreError: plan.onStoreError, storeFailed: state.storeFailed })
   }
 
   function decideCost (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number, incrementsUs: readonly number[], charge: boolean): Step {
     if (exceedsCapacity(set, incrementsUs)) return tooLarge(request, reply, state, set, cost)
-    return andThen(decide(state, set, incrementsUs, charge), decision => answer(request, reply, state, set, cost, incrementsUs, charge, decision))
+    // a free request (cost 0) is a read: its zero increments fit even an empty bucket, and
+    // nothing is written (a store keeps no bucket that was never charged)
+    return andThen(decide(state, set, incrementsUs, charge && cost > 0), decision => answer(request, reply, state, set, cost, incrementsUs, charge, decision))
   }
 
   /** A cost no wait can make fit: 413; or 503 when it fits the route at full scale (the service admits less for now). */
@@ -203,7 +207,8 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     fields(reply, set, info, state)
     if (info.allowed) {
       state.outcome = decision.degraded ? 'admitted_locally' : 'admitted'
-      state.charged = { set, incrementsUs, cost, locally: decision.degraded }
+      // a free request was charged nothing: it has nothing to settle
+      if (cost > 0) state.charged = { set, incrementsUs, cost, locally: decision.degraded }
       return true
     }
     state.outcome = decision.degraded ? 'refused_locally' : 'refused'

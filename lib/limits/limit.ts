@@ -1,7 +1,9 @@
 /**
- * Limit definitions: parsing `'10/minute'`, `'100/15 minutes'`, `{ max, per, burst, name }`
- * and duration strings into one normalised shape. Pure; throws nothing but returns
- * `undefined` for what it cannot read, so the caller can report the option's path.
+ * Limit definitions: parsing `'10/minute'`, `'100/15m'`, `{ max, per, burst, name }`
+ * and duration strings into one normalised shape. The period of a limit string is read
+ * by the same parser as `per`, so every spelling `per` accepts works after the slash.
+ * Pure; throws nothing but returns `undefined` for what it cannot read, so the caller can
+ * report the option's path.
  */
 import { parse } from '@lukeed/ms'
 
@@ -13,7 +15,10 @@ export const UNIT_MS = {
   day: 86_400_000,
 } as const
 
-/** A limit as the user may write it. */
+/**
+ * A limit as the user may write it: `'N/period'`, the period in any spelling `per` takes
+ * (`'10/minute'`, `'10/min'`, `'100/15 minutes'`, `'100/15m'`, `'5/30s'`), or an object.
+ */
 export type LimitSpec = string | LimitObject
 
 export interface LimitObject {
@@ -46,8 +51,8 @@ const DURATION_MAX = 32
 // @lukeed/ms' own unit words, one at a time: it would also read '5mh' (as 5 minutes).
 // No years: to it a year is 365.25 days, not what '1 year' reads as; write '365 days'.
 const UNIT = /^(?:m(?:illiseconds?|s(?:ecs?)?)|s(?:ec(?:onds?|s)?)?|m(?:in(?:utes?|s)?)?|h(?:ours?|rs?)?|d(?:ays?)?|w(?:eeks?|ks?)?)$/i
-// 'N/unit' or 'N/K units': only the four words of the contract, singular or plural
-const LIMIT = /^\s*(\d+)\s*\/\s*(?:(\d+)\s*)?(second|minute|hour|day)s?\s*$/i
+// 'N/period': the count, then whatever `parseDuration` reads ('minute', 'min', '15 minutes', '15m')
+const LIMIT = /^\s*(\d+)\s*\/(.*)$/s
 const NAME = /^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/
 
 /** Milliseconds of a duration string (`'1 minute'`, `'30s'`, `'500ms'`, `'1 week'`), or undefined. */
@@ -63,14 +68,18 @@ export function parseDuration (text: string): number | undefined {
   return ms !== undefined && Number.isSafeInteger(ms) && ms > 0 ? ms : undefined
 }
 
-/** `'N/unit'` or `'N/K units'` as `{ max, perMs }`, or undefined. */
+/**
+ * `'N/period'` as `{ max, perMs }`, or undefined. The period is a duration as `per` takes
+ * it, a bare unit meaning one of it: `'10/minute'`, `'10/min'`, `'10/1m'`, `'100/15 minutes'`,
+ * `'100/15m'`, `'5/30s'`, `'1000/1d'`.
+ */
 export function parseLimitString (text: string): { max: number, perMs: number } | undefined {
+  if (typeof text !== 'string') return undefined
   const match = LIMIT.exec(text)
   if (match === null) return undefined
   const max = Number(match[1])
-  const count = match[2] === undefined ? 1 : Number(match[2])
-  const perMs = count * UNIT_MS[match[3]!.toLowerCase() as keyof typeof UNIT_MS]
-  if (!Number.isSafeInteger(max) || max < 1 || !Number.isSafeInteger(perMs) || perMs < 1) return undefined
+  const perMs = parseDuration(match[2]!)
+  if (!Number.isSafeInteger(max) || max < 1 || perMs === undefined) return undefined
   return { max, perMs }
 }
 
@@ -100,7 +109,7 @@ export function normaliseLimit (spec: LimitSpec): Limit | LimitProblem {
   if (typeof spec === 'string') {
     const parsed = parseLimitString(spec)
     if (parsed === undefined) {
-      return { path: '', expected: "a limit like '10/minute' or '100/15 minutes' (unit: second, minute, hour or day)" }
+      return { path: '', expected: "a limit like '10/minute', '10/min', '100/15 minutes' or '100/15m' (a count, '/', then a duration such as 'second', '30s', '2 hours' or '1d')" }
     }
     return Object.freeze({ name: `${parsed.max}/${formatPeriod(parsed.perMs)}`, max: parsed.max, perMs: parsed.perMs, burst: parsed.max })
   }

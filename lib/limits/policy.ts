@@ -30,7 +30,7 @@ export interface PolicySet {
   readonly policyField: string
   /** Increments of a cost of 1 (the early check of body-cost routes). */
   readonly unitIncrements: readonly number[]
-  /** Increments of the route's fixed cost, when it has one. */
+  /** Increments of the route's fixed cost, when it has one (zeros for a free route). */
   readonly fixedIncrements: readonly number[] | undefined
 }
 
@@ -58,9 +58,12 @@ export function buildPolicy (limit: Limit, multiplier: number, scopeId: string):
 
 let nextSetId = 1
 
-/** What a request of `cost` adds to each policy's TAT: c · T, in whole µs. */
+/**
+ * What a request of `cost` adds to each policy's TAT: c · T, in whole µs. A free request
+ * (cost 0) adds nothing; any other cost at least 1 µs.
+ */
 export function incrementsFor (policies: readonly Policy[], cost: number): number[] {
-  return policies.map(p => incrementUs(cost, p.intervalUs))
+  return policies.map(p => cost === 0 ? 0 : incrementUs(cost, p.intervalUs))
 }
 
 export function buildSet (policies: readonly Policy[], fixedCost: number | undefined): PolicySet {

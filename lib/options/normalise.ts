@@ -152,7 +152,8 @@ export function normaliseOptions (options: unknown): NormalisedOptions {
     keySecret: opts.keySecret,
     hook: opts.hook ?? 'onRequest',
     storeTimeoutMs: opts.storeTimeoutMs ?? 100,
-    onStoreError: opts.onStoreError ?? 'allow',
+    // never silently unlimited: a failing store is replaced by this instance's own limits
+    onStoreError: opts.onStoreError ?? 'local',
     errorResponseBuilder: opts.errorResponseBuilder,
     scale: opts.scale,
     pressureScale: opts.pressureScale,

@@ -15,7 +15,7 @@ import type { CostSetting, FastifyGcraOptions, MetricsRegistry, ScaleFunction, S
 /** A schema checked as written, typed as `T` (a function, a client: what JSON schema cannot say). */
 const typed = <T>(schema: TSchema): TUnsafe<T> => Type.Unsafe<T>(schema)
 
-const LIMIT_WORDS = "a limit: a string like '10/minute' or '100/15 minutes', or { max, per, burst?, name? }"
+const LIMIT_WORDS = "a limit: a string like '10/minute', '10/min' or '100/15m', or { max, per, burst?, name? }"
 
 const resolver = <T>(): TUnsafe<T> => typed<T>(Type.Function([Type.Any()], Type.Any(), { description: 'a function of the request' }))
 
@@ -131,9 +131,10 @@ export const RouteConfigSchema = Type.Union([
   Type.Object({
     limits: Type.Optional(LimitsSchema),
     cost: Type.Optional(typed<CostSetting>(Type.Union([
-      Type.Number({ exclusiveMinimum: 0 }),
+      // 0 is a free request (an empty batch): admitted, charged nothing
+      Type.Number({ minimum: 0 }),
       Type.Function([Type.Any()], Type.Any()),
-    ], { description: 'a finite number > 0 or a function of the request' }))),
+    ], { description: 'a finite number >= 0 or a function of the request' }))),
     scope: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'a non-empty string of at most 128 characters' })),
     onStoreError: Type.Optional(OnStoreError),
     tiers: Type.Optional(Type.Record(Type.String(), Type.Union([

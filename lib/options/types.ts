@@ -87,10 +87,10 @@ export interface FastifyGcraOptions {
   storeTimeoutMs?: number
   /**
    * What a request gets when the store fails, times out or its circuit is open:
-   * `'allow'` serves it without rate-limit fields; `'deny'` answers 503 with
-   * `Retry-After: 1`; `'local'` decides with an in-memory GCRA in this process for the
-   * duration of the outage.
-   * @default 'allow'
+   * `'local'` decides with an in-memory GCRA in this process for the duration of the
+   * outage (each instance limits on its own: never silently unlimited); `'allow'` serves
+   * it without rate-limit fields; `'deny'` answers 503 with `Retry-After: 1`.
+   * @default 'local'
    */
   onStoreError?: StoreErrorPolicy
   /**
@@ -200,8 +200,10 @@ export type RouteRateLimitConfig = false | {
    */
   limits?: LimitSpec[]
   /**
-   * Units one request costs: a number, or a function of the validated request (sync or
-   * async), charged after parsing and validation.
+   * Units one request costs: a finite number >= 0, or a function of the validated request
+   * (sync or async) returning one, charged after parsing and validation. A cost of 0 is a
+   * free request (an empty batch): admitted, charged nothing, still given the rate-limit
+   * fields and `request.rateLimit`.
    * @default 1
    */
   cost?: CostSetting

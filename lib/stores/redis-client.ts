@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
 import type { Decider } from '../decision/decide.js'
 import type { NormalisedOptions } from '../options/normalise.js'
-import { within } from '../util/timeout.js'
+import { within, withTimeout } from '../util/timeout.js'
 import type { RateLimitStore } from './contract.js'
 import { MemoryStore } from './memory.js'
 import { isCluster, RedisStore } from './redis.js'
@@ -43,22 +43,74 @@ function whenReady (client: Redis | Cluster): Promise<void> {
   return new Promise(resolve => client.once('ready', () => resolve()))
 }
 
+/** The longest start-up waits for the plugin's own client to connect, ms. */
+const CONNECT_WAIT_MS = 1000
+
+/** Where a cluster startup node points: host:port, without any credentials a URL holds. */
+function nodeAddress (node: unknown): string {
+  if (typeof node === 'number') return `localhost:${node}`
+  if (typeof node === 'string') return node.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '').replace(/^[^@/]*@/, '').replace(/\/.*$/, '')
+  const { host, port } = (node ?? {}) as { host?: string, port?: number }
+  return `${host ?? 'localhost'}:${port ?? 6379}`
+}
+
+/** Where a client connects, for the logs: host:port (or the socket path), never a password. */
+export function storeAddress (client: Redis | Cluster): string {
+  if (isCluster(client)) {
+    const nodes = (client as unknown as { startupNodes?: unknown }).startupNodes
+    return Array.isArray(nodes) && nodes.length > 0 ? nodes.map(nodeAddress).join(',') : 'a Redis Cluster'
+  }
+  const { host, port, path } = client.options
+  return typeof path === 'string' && path !== '' ? path : `${host ?? 'localhost'}:${port ?? 6379}`
+}
+
 /** Connect (or check) a Redis store at registration, and start hearing refunds when the app is ready. */
 export async function startRedis (fastify: FastifyInstance, store: RedisStore, ownClient: boolean, decider: Decider): Promise<void> {
   const client = store.client
+  const address = storeAddress(client)
+  // a Redis out of reach at start is said once, loudly: the app serves meanwhile, under
+  // onStoreError; reconnect attempts and each failed call go to debug and to the breaker's log
+  let told = false
+  const answers = (): void => { fastify.log.info({ store: address }, `fastify-gcra: Redis at ${address} answers now`) }
+  const unreachable = (reason: unknown): void => {
+    if (told) return
+    told = true
+    const why = (reason as { message?: unknown } | null)?.message
+    fastify.log.error({ err: reason, store: address }, `fastify-gcra: cannot reach Redis at ${address} (${typeof why === 'string' && why !== '' ? why : String(reason)}); until it answers, requests follow onStoreError (by default 'local': each instance limits them on its own, in memory)`)
+    client.once('ready', answers)
+  }
+  // a client given to the plugin outlives the app: leave no listener on it
+  fastify.addHook('onClose', async () => { client.off('ready', answers) })
   if (ownClient) {
-    // a client of our own: its connection errors are the outage the limiter logs once;
-    // each reconnect attempt goes to debug, not to the console
+    // a client of our own: each reconnect attempt goes to debug, not to the console
     client.on('error', (error: unknown) => { fastify.log.debug({ err: error }, 'fastify-gcra: Redis connection error') })
+    // the first error says why (connect() itself only rejects with 'Connection is closed.')
+    let firstError: unknown
+    const remember = (error: unknown): void => { firstError ??= error }
+    client.on('error', remember)
     // connect now, so the first requests do not meet a closed connection; but a Redis
     // that accepts and never answers must not hold start-up: a second, then background
-    const connecting = (client.connect() as Promise<void>).catch((error: unknown) => {
-      fastify.log.warn({ err: error }, 'fastify-gcra: could not connect to Redis yet; retrying in the background')
-    })
-    await within(connecting, 1000)
+    const connecting = (client.connect() as Promise<void>).then(() => undefined, (error: unknown) => firstError ?? error)
+    const failed = await withTimeout(connecting, CONNECT_WAIT_MS, () => firstError ?? new Error(`no answer within ${CONNECT_WAIT_MS} ms`))
+    client.off('error', remember)
+    if (failed !== undefined) unreachable(failed)
   } else {
     const risky = riskyClientSettings(client)
     if (risky.length > 0) fastify.log.warn({ set: risky }, 'fastify-gcra: the Redis client given to the plugin may run a decision twice or late; set ' + risky.join('; '))
+    if (client.status !== 'ready') {
+      // a client given not ready yet: an error before it is ready is Redis out of reach at start
+      const stop = (): void => {
+        client.off('error', onError)
+        client.off('ready', stop)
+      }
+      const onError = (error: unknown): void => {
+        stop()
+        unreachable(error)
+      }
+      client.on('error', onError)
+      client.on('ready', stop)
+      fastify.addHook('onClose', async () => { stop() })
+    }
   }
   // Redis that evicts keys silently resets limits: say so once, when the client is
   // ready (at most a second of start-up; a later answer is still reported)

@@ -35,6 +35,20 @@ describe.each(storeCases)('fastify.rateLimiter on the $name store', (store) => {
     expect(await statuses(app, 1, { method: 'POST', url: '/chat' })).toEqual([200])
   })
 
+  it('reads the state without charging for a cost of 0, even from an empty bucket', async () => {
+    const app = await appWith(store)
+    await app.ready()
+    const limiter = app.rateLimiter
+    expect(await limiter.consume('ws-1', ['3/minute', '10/hour'], 0)).toMatchObject({ allowed: true, cost: 0, remaining: 3, retryAfterMs: 0, resetMs: 0 })
+    expect(await limiter.consume('ws-1', ['3/minute', '10/hour'], 3)).toMatchObject({ allowed: true, remaining: 0 })
+    const free = await limiter.consume('ws-1', ['3/minute', '10/hour'], 0)
+    expect(free).toMatchObject({ allowed: true, cost: 0, remaining: 0, retryAfterMs: 0 })
+    expect(free.policies.map(p => [p.name, p.remaining])).toEqual([['3/minute', 0], ['10/hour', 7]])
+    // the free consumes charged nothing: exactly 7 of the hour are left, 0 of the minute
+    expect(await limiter.peek('ws-1', ['3/minute', '10/hour'])).toMatchObject({ allowed: false })
+    expect((await limiter.peek('ws-1', ['3/minute', '10/hour'])).policies.map(p => p.remaining)).toEqual([0, 7])
+  })
+
   it('applies tier multipliers', async () => {
     const app = await appWith(store, { tiers: { premium: 5 } })
     await app.ready()
@@ -50,7 +64,9 @@ describe.each(storeCases)('fastify.rateLimiter on the $name store', (store) => {
     // a refused definition leaves its scope free for a valid one
     await expect(app.rateLimiter.consume('u', [], 1, { scope: 'ws' })).rejects.toThrow(/at least one limit/)
     expect((await app.rateLimiter.consume('u', ['1/minute'], 1, { scope: 'ws' })).allowed).toBe(true)
-    await expect(app.rateLimiter.consume('u', ['1/minute'], 0)).rejects.toThrow(FST_GCRA_INVALID_COST)
+    await expect(app.rateLimiter.consume('u', ['1/minute'], -1)).rejects.toThrow(FST_GCRA_INVALID_COST)
+    await expect(app.rateLimiter.consume('u', ['1/minute'], Number.NaN)).rejects.toThrow('fastify-gcra: the cost of rateLimiter.consume() must be a finite number >= 0, got NaN')
+    await expect(app.rateLimiter.consume('u', ['1/minute'], '2' as never)).rejects.toThrow(FST_GCRA_INVALID_COST)
     await expect(app.rateLimiter.consume(42 as never, ['1/minute'])).rejects.toThrow(/key resolver must return/)
   })
 })

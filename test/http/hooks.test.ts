@@ -112,8 +112,8 @@ describe.each(storeCases)('costs and hooks on the $name store', (store) => {
   for (const [what, cost, shown] of [
     ['throws', () => { throw new Error('no inputs') }, 'an exception: no inputs'],
     ['returns NaN', () => Number.NaN, 'NaN'],
-    ['returns 0', () => 0, '0'],
     ['returns a negative number', () => -2, '-2'],
+    ['returns a tiny negative number', () => -0.001, '-0.001'],
     ['returns a string', () => '3', 'a string'],
     ['returns an object', () => ({ apiKey: 'sk-live-secret' }), 'an object'],
     ['rejects', async () => { throw new Error('db down') }, 'an exception: db down'],
@@ -128,10 +128,55 @@ describe.each(storeCases)('costs and hooks on the $name store', (store) => {
       const logged = errors(app.logs)
       expect(logged).toHaveLength(1)
       expect(logged[0]!.err?.code).toBe('FST_GCRA_INVALID_COST')
-      expect(logged[0]!.err?.message).toBe(`fastify-gcra: the cost of POST /bad must be a finite number > 0, got ${shown}`)
+      expect(logged[0]!.err?.message).toBe(`fastify-gcra: the cost of POST /bad must be a finite number >= 0, got ${shown}`)
       expect((await app.inject({ method: 'POST', url: '/good' })).headers.ratelimit).toBe('"2/minute";r=1;t=30')
     })
   }
+
+  it('serves a free route (cost 0) even from an empty bucket, charges nothing, and still gives the fields and request.rateLimit', async () => {
+    const app = await appWith(store)
+    app.get('/paid', { config: { rateLimit: { limits: ['2/minute'], scope: 'model' } } }, ok)
+    app.get('/free', { config: { rateLimit: { limits: ['2/minute'], scope: 'model', cost: 0 } } }, async (req, reply) => ({ rl: req.rateLimit, charged: reply.rateLimit?.charged }))
+    const fresh = await app.inject('/free')
+    expect(fresh.statusCode).toBe(200)
+    expect(fresh.headers['ratelimit-policy']).toBe('"2/minute";q=2;w=60')
+    expect(fresh.headers.ratelimit).toBe('"2/minute";r=2;t=0')
+    expect(fresh.json()).toMatchObject({ rl: { allowed: true, cost: 0, remaining: 2, retryAfterMs: 0 }, charged: 0 })
+    // it charged nothing: both paid requests still fit
+    expect(await statuses(app, 3, '/paid')).toEqual([200, 200, 429])
+    // the bucket is empty now: a free request is still admitted, and shows the state
+    const empty = await app.inject('/free')
+    expect(empty.statusCode).toBe(200)
+    expect(empty.headers['retry-after']).toBeUndefined()
+    expect(empty.headers.ratelimit).toBe('"2/minute";r=0;t=30')
+    expect(empty.json()).toMatchObject({ rl: { allowed: true, cost: 0, remaining: 0, retryAfterMs: 0 }, charged: 0 })
+    // and still charged nothing
+    expect(await statuses(app, 1, '/paid')).toEqual([429])
+  })
+
+  it('serves a request whose cost function returns 0 as free: 200, charged nothing', async () => {
+    const app = await appWith(store)
+    app.post('/embed', { config: { rateLimit: { limits: ['3/minute'], cost: (req) => (req.body as { inputs: unknown[] }).inputs.length } } }, async (req) => ({ rl: req.rateLimit }))
+    const empty = { method: 'POST' as const, url: '/embed', payload: { inputs: [] } }
+    const free = await app.inject(empty)
+    expect(free.statusCode).toBe(200)
+    expect(free.headers.ratelimit).toBe('"3/minute";r=3;t=0')
+    expect(free.json().rl).toMatchObject({ allowed: true, cost: 0, remaining: 3 })
+    expect(errors(app.logs)).toEqual([])
+    expect((await app.inject({ ...empty, payload: { inputs: [1, 2, 3] } })).statusCode).toBe(200)
+    // a body-cost route checks a unit before reading the body: an empty bucket is turned away first
+    expect((await app.inject(empty)).statusCode).toBe(429)
+  })
+
+  it('with hook: \'preHandler\', serves a free body-cost request even from an empty bucket', async () => {
+    const app = await appWith(store, { hook: 'preHandler' })
+    app.post('/embed', { config: { rateLimit: { limits: ['3/minute'], cost: (req) => (req.body as { inputs: unknown[] }).inputs.length } } }, ok)
+    expect((await app.inject({ method: 'POST', url: '/embed', payload: { inputs: [1, 2, 3] } })).statusCode).toBe(200)
+    const free = await app.inject({ method: 'POST', url: '/embed', payload: { inputs: [] } })
+    expect(free.statusCode).toBe(200)
+    expect(free.headers.ratelimit).toBe('"3/minute";r=0;t=20')
+    expect((await app.inject({ method: 'POST', url: '/embed', payload: { inputs: [1] } })).statusCode).toBe(429)
+  })
 
   it('uses the identity and tier auth hooks set, whether registered before or after the plugin', async () => {
     const app = newApp()

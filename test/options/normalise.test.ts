@@ -28,8 +28,8 @@ async function route (config: unknown, options: Partial<FastifyGcraOptions> = {}
 describe('plugin options are validated at registration', () => {
   it.each([
     [{ limts: ['1/minute'] }, "options.limts: expected one of the known keys (store, key, tier, tiers, limits, global, headers, prefix, keySecret, hook, storeTimeoutMs, onStoreError, errorResponseBuilder, scale, pressureScale, concurrencyLeaseMs, metrics, logRefusals, openapi), got 'limts'"],
-    [{ limits: '10/minute' }, "options.limits: expected an array of limits (a limit: a string like '10/minute' or '100/15 minutes', or { max, per, burst?, name? }), got \"10/minute\""],
-    [{ limits: ['10/mintue'] }, "options.limits[0]: expected a limit like '10/minute' or '100/15 minutes' (unit: second, minute, hour or day), got \"10/mintue\""],
+    [{ limits: '10/minute' }, "options.limits: expected an array of limits (a limit: a string like '10/minute', '10/min' or '100/15m', or { max, per, burst?, name? }), got \"10/minute\""],
+    [{ limits: ['10/mintue'] }, "options.limits[0]: expected a limit like '10/minute', '10/min', '100/15 minutes' or '100/15m' (a count, '/', then a duration such as 'second', '30s', '2 hours' or '1d'), got \"10/mintue\""],
     [{ limits: [{ max: 0, per: '1m' }] }, 'options.limits[0].max: expected an integer >= 1, got 0'],
     [{ limits: [{ max: 'abc', per: '1m' }] }, 'options.limits[0].max: expected an integer >= 1, got "abc"'],
     [{ limits: [{ max: 1.5, per: '1m' }] }, 'options.limits[0].max: expected an integer >= 1, got 1.5'],
@@ -90,7 +90,9 @@ describe('plugin options are validated at registration', () => {
 
   it('defaults with ?? so that 0-like values are not silently replaced', () => {
     const normalised = normaliseOptions({})
-    expect(normalised).toMatchObject({ headers: 'draft', prefix: 'gcra', hook: 'onRequest', storeTimeoutMs: 100, onStoreError: 'allow', limits: undefined, global: [] })
+    // a failing store is never silently unlimited: 'local' unless told otherwise
+    expect(normalised).toMatchObject({ headers: 'draft', prefix: 'gcra', hook: 'onRequest', storeTimeoutMs: 100, onStoreError: 'local', limits: undefined, global: [] })
+    expect(normaliseOptions({ onStoreError: 'allow' }).onStoreError).toBe('allow')
     expect(normaliseOptions({ headers: false }).headers).toBe(false)
     expect(normaliseOptions({ prefix: '' }).prefix).toBe('')
   })
@@ -98,11 +100,12 @@ describe('plugin options are validated at registration', () => {
 
 describe('route configs are validated when the route is registered', () => {
   it.each([
-    [{ limits: ['ten/minute'] }, "route GET /r: config.rateLimit.limits[0]: expected a limit like '10/minute' or '100/15 minutes' (unit: second, minute, hour or day), got \"ten/minute\""],
-    [{ cost: 0 }, 'route GET /r: config.rateLimit.cost: expected a finite number > 0 or a function of the request, got 0'],
-    [{ cost: -1 }, 'route GET /r: config.rateLimit.cost: expected a finite number > 0 or a function of the request, got -1'],
-    [{ cost: Number.POSITIVE_INFINITY }, 'route GET /r: config.rateLimit.cost: expected a finite number > 0 or a function of the request, got Infinity'],
-    [{ cost: '2' }, 'route GET /r: config.rateLimit.cost: expected a finite number > 0 or a function of the request, got "2"'],
+    [{ limits: ['ten/minute'] }, "route GET /r: config.rateLimit.limits[0]: expected a limit like '10/minute', '10/min', '100/15 minutes' or '100/15m' (a count, '/', then a duration such as 'second', '30s', '2 hours' or '1d'), got \"ten/minute\""],
+    [{ cost: -1 }, 'route GET /r: config.rateLimit.cost: expected a finite number >= 0 or a function of the request, got -1'],
+    [{ cost: -0.5 }, 'route GET /r: config.rateLimit.cost: expected a finite number >= 0 or a function of the request, got -0.5'],
+    [{ cost: Number.NaN }, 'route GET /r: config.rateLimit.cost: expected a finite number >= 0 or a function of the request, got NaN'],
+    [{ cost: Number.POSITIVE_INFINITY }, 'route GET /r: config.rateLimit.cost: expected a finite number >= 0 or a function of the request, got Infinity'],
+    [{ cost: '2' }, 'route GET /r: config.rateLimit.cost: expected a finite number >= 0 or a function of the request, got "2"'],
     [{ scope: '' }, 'route GET /r: config.rateLimit.scope: expected a non-empty string of at most 128 characters, got ""'],
     [{ limit: ['1/minute'] }, "route GET /r: config.rateLimit.limit: expected one of the known keys (limits, cost, scope, onStoreError, tiers, concurrency, settle, scale), got 'limit'"],
     [true, 'route GET /r: config.rateLimit: expected false or { limits?, cost?, scope?, tiers?, onStoreError?, concurrency?, settle?, scale? }, got true'],
@@ -115,6 +118,17 @@ describe('route configs are validated when the route is registered', () => {
     const error = await route(config, { tiers: { premium: 5 }, global: ['1/minute'] }).then(() => undefined, (e: unknown) => e)
     expect(error).toBeInstanceOf(FST_GCRA_INVALID_OPTION)
     expect((error as Error).message).toBe(`fastify-gcra: ${message}`)
+  })
+
+  it('accepts a cost of 0 (a free request) and the limit spellings a duration takes', async () => {
+    await expect(route({ limits: ['10/minute'], cost: 0 })).resolves.toBeUndefined()
+    await expect(route({ limits: ['10/min', '100/15m', '5/30s', '10/2h', '1000/1d', '50/3 hours'] })).resolves.toBeUndefined()
+    expect(normaliseOptions({ limits: ['10/min', '100/15m'], global: ['1000/1d'] })).toMatchObject({
+      limits: [{ name: '10/minute', perMs: 60_000 }, { name: '100/15 minutes', perMs: 900_000 }],
+      global: [{ name: 'global 1000/day', perMs: 86_400_000 }],
+    })
+    // two spellings of one limit are one name: a second one is a duplicate, as before
+    expect(() => normaliseOptions({ limits: ['10/min', '10/1 minute'] })).toThrow("options.limits[1]: expected limits with distinct names (give one a name), got a second limit named '10/minute'")
   })
 
   it('needs some limit for every route and tier: {} takes the global ones, and nothing at all is an error', async () => {

@@ -28,6 +28,9 @@ describe('schema checks', () => {
     expect(failure(checkOptions, { store: { memory: { maxKeys: 10 } }, limits: ['10/minute', { max: 5, per: '30s', burst: 8, name: 'x' }], tiers: { free: 1, premium: { multiplier: 5 } }, key: () => 'k', headers: false }, 'options')).toBeUndefined()
     expect(failure(checkRouteConfig, false, 'route')).toBeUndefined()
     expect(failure(checkRouteConfig, { cost: (r: unknown) => r, tiers: { premium: { limits: ['1/second'], concurrency: 2 } }, concurrency: { route: 4 } }, 'route')).toBeUndefined()
+    // a cost of 0 is a free request; below it is an error
+    expect(failure(checkRouteConfig, { cost: 0 }, 'route')).toBeUndefined()
+    expect(failure(checkRouteConfig, { cost: -0.001 }, 'route')).toBe('fastify-gcra: route.cost: expected a finite number >= 0 or a function of the request, got -0.001')
   })
 
   it('name the deepest failing field of a union, what was expected and what came', () => {
