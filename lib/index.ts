@@ -9,6 +9,7 @@ import { createEngine } from './engine.js'
 import { FST_GCRA_INVALID_OPTION } from './errors.js'
 import { routeHooks } from './http/hooks.js'
 import { attachHooks, RoutePlanner } from './http/route.js'
+import { UnseenRoutes } from './http/unseen-routes.js'
 import { settlementOf } from './inference/settle.js'
 import { OpenApiDocs } from './observe/openapi.js'
 import { observeRoute } from './observe/outcome.js'
@@ -34,14 +35,18 @@ const plugin: FastifyPluginAsync<FastifyGcraOptions> = async (fastify: FastifyIn
   const sinks = await setUpObservers(fastify, engine)
   const docs = options.openapi === undefined ? undefined : new OpenApiDocs(options)
   const routes = new RoutePlanner(engine)
+  const unseen = new UnseenRoutes(fastify)
 
   fastify.addHook('onRoute', (route) => {
+    unseen.saw(route)
     const plan = routes.plan(route)
     if (plan === undefined) return
     attachHooks(route, routeHooks(engine, plan))
     if (sinks.length > 0) attachHooks(route, { onResponse: observeRoute(plan.label, options.tiers, sinks) })
     docs?.add(route, plan)
   })
+  // a route with config.rateLimit that this hook never saw would never be limited: ready() fails naming it
+  fastify.addHook('onReady', async () => { unseen.check() })
 
   if (options.pressureScale !== undefined) {
     // @fastify/under-pressure decorates the instance; it may be registered after this plugin
@@ -69,7 +74,7 @@ export default fastifyGcra
 
 export {
   FST_GCRA_INVALID_COST, FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_OPTION, FST_GCRA_INVALID_SCALE, FST_GCRA_INVALID_SETTLE, FST_GCRA_INVALID_TIER,
-  FST_GCRA_NO_PROM_CLIENT, FST_GCRA_STORE_REPLY, FST_GCRA_STORE_TIMEOUT, FST_GCRA_STORE_UNAVAILABLE,
+  FST_GCRA_NO_PROM_CLIENT, FST_GCRA_STORE_REPLY, FST_GCRA_STORE_TIMEOUT, FST_GCRA_STORE_UNAVAILABLE, FST_GCRA_UNSEEN_ROUTE,
 } from './errors.js'
 export { ipIdentity, hashIdentity } from './identity/hash.js'
 export { parseDuration, parseLimitString, type Limit, type LimitObject, type LimitSpec } from './limits/limit.js'

@@ -10,9 +10,18 @@ import { normaliseRouteConfig } from '../options/normalise.js'
 import type { RouteHooks } from './hooks.js'
 
 /** Where a route is: URL plus constraints (routes may differ only by host or version). */
-function routePlace (route: RouteOptions): string {
+function routePlace (route: RouteOptions, url: string = route.url): string {
   const constraints = route.constraints === undefined || Object.keys(route.constraints).length === 0 ? '' : ` ${JSON.stringify(route.constraints)}`
-  return `${route.url}${constraints}`
+  return `${url}${constraints}`
+}
+
+/** How errors name a route: its methods and place (`GET,POST /x`); `url` as declared. */
+export function routeLabel (route: RouteOptions, url: string = route.url): string {
+  return `${methodsOf(route).join(',')} ${routePlace(route, url)}`
+}
+
+function methodsOf (route: RouteOptions): readonly string[] {
+  return Array.isArray(route.method) ? route.method : [route.method]
 }
 
 /** Plans the routes of one plugin instance. */
