@@ -85,4 +85,11 @@ const md = [
 ].join('\n')
 writeFileSync(join(resultsDir, 'latest.md'), md)
 process.stderr.write(`\nwrote bench/results/latest.md and latest.json (${Math.round(seconds)} s)\n`)
+// docs/benchmarks.md and its charts follow every run (bench/docs.js; `npm run bench:docs` alone)
+try {
+  await (await import('./docs.js')).writeDocs()
+  process.stderr.write('wrote docs/benchmarks.md and its charts\n')
+} catch (err) {
+  process.stderr.write(`docs/benchmarks.md not written: ${err.stack ?? err}\n`)
+}
 process.exit(Object.values(results).some(r => r.error !== undefined) ? 1 : 0)
