@@ -113,7 +113,7 @@ export interface RateLimitSettlement {
 
 /** `fastify.rateLimiter`: the limiter outside HTTP (websockets, queues, admin tools, tests). */
 export interface RateLimiter {
-  /** Charge `cost` units to `key` against every limit, atomically; nothing is charged when refused. */
+  /** Charge `cost` units (a finite number >= 0; 0 reads the state and charges nothing) to `key` against every limit, atomically; nothing is charged when refused. */
   consume(key: string, limits: readonly LimitSpec[], cost?: number, options?: ConsumeOptions): Promise<RateLimitInfo>
   /** The state of `key`'s buckets without charging; `allowed` says whether a cost of 1 would fit. */
   peek(key: string, limits: readonly LimitSpec[], options?: ConsumeOptions): Promise<RateLimitInfo>

@@ -1,9 +1,10 @@
 /**
  * Coalesced decisions: every decision asked of a remote store in one turn of the event
  * loop waits for the end of that turn (`setImmediate`: after every ready socket was read),
- * then travels with the others bound for the same node in one script call. One call per
- * node instead of one per request: one TIME, one MGET, one round trip, one reply to parse.
- * Each decision stays all-or-nothing over its own buckets, decided in the order asked.
+ * then travels with the others bound for the same node in one script call; while a call
+ * to that node is out, newer decisions gather until it comes back. One call per node
+ * instead of one per request: one TIME, one read of the keys, one round trip, one reply
+ * to parse. Each decision stays all-or-nothing over its own buckets, decided in the order asked.
  */
 import { FST_GCRA_STORE_REPLY, describe } from '../errors.js'
 import type { StoreReply } from './contract.js'
@@ -26,14 +27,31 @@ export const MAX_KEY_BYTES = 64 * 1024
 /** Sends one call for `node`: the keys of every decision, then ARGV from m on; answers the script's reply. */
 export type Send = (node: string, keys: string[], argv: Array<string | number>) => Promise<unknown>
 
+export interface CoalescerOptions {
+  /**
+   * Calls in flight per node: decisions asked while that many are out wait for the first
+   * to come back and leave together (at low load nothing waits; under load calls grow).
+   * @default 1
+   */
+  readonly inFlight?: number
+  /** After this long a call no longer holds its node's turn, answered or not (a hung server must not stall the queue). */
+  readonly releaseMs?: number
+}
+
 export class Coalescer {
   readonly #send: Send
+  readonly #maxInFlight: number
+  readonly #releaseMs: number
   /** Decisions waiting, by node, in the order asked. */
-  #waiting = new Map<string, Waiting[]>()
+  readonly #waiting = new Map<string, Waiting[]>()
+  /** Calls out, by node. */
+  readonly #inFlight = new Map<string, number>()
   #scheduled = false
 
-  constructor (send: Send) {
+  constructor (send: Send, options: CoalescerOptions = {}) {
     this.#send = send
+    this.#maxInFlight = options.inFlight ?? 1
+    this.#releaseMs = options.releaseMs ?? 100
   }
 
   add (node: string, decision: Waiting): void {
@@ -42,32 +60,58 @@ export class Coalescer {
     list.push(decision)
     if (!this.#scheduled) {
       this.#scheduled = true
-      setImmediate(() => this.flush())
+      setImmediate(() => this.#flushAll(false))
     }
   }
 
-  /** Send what waits now, in calls within the bounds. */
+  /** Send everything that waits now, whatever is in flight (a delete must follow what was asked before it). */
   flush (): void {
+    this.#flushAll(true)
+  }
+
+  #flushAll (force: boolean): void {
     this.#scheduled = false
-    const waiting = this.#waiting
-    this.#waiting = new Map()
-    for (const [node, list] of waiting) {
-      let start = 0
-      while (start < list.length) {
-        let end = start
-        let keys = 0
-        let bytes = 0
-        // at least one decision per call, however large
-        do {
-          const d = list[end]!
-          keys += d.keys.length
-          for (const key of d.keys) bytes += key.length
-          end++
-        } while (end < list.length && end - start < MAX_DECISIONS && keys + list[end]!.keys.length <= MAX_KEYS && bytes < MAX_KEY_BYTES)
-        this.#call(node, list.slice(start, end))
-        start = end
-      }
+    for (const node of [...this.#waiting.keys()]) this.#flushNode(node, force)
+  }
+
+  /** Send what waits for `node`, in calls within the bounds, while it has a turn free. */
+  #flushNode (node: string, force: boolean): void {
+    const list = this.#waiting.get(node)
+    if (list === undefined) return
+    let start = 0
+    while (start < list.length && (force || (this.#inFlight.get(node) ?? 0) < this.#maxInFlight)) {
+      let end = start
+      let keys = 0
+      let bytes = 0
+      // at least one decision per call, however large
+      do {
+        const d = list[end]!
+        keys += d.keys.length
+        for (const key of d.keys) bytes += key.length
+        end++
+      } while (end < list.length && end - start < MAX_DECISIONS && keys + list[end]!.keys.length <= MAX_KEYS && bytes < MAX_KEY_BYTES)
+      this.#call(node, list.slice(start, end))
+      start = end
     }
+    if (start === list.length) this.#waiting.delete(node)
+    else if (start > 0) list.splice(0, start)
+  }
+
+  /** A call went out: it holds a turn of its node until it is answered or `releaseMs` passed. */
+  #taken (node: string): () => void {
+    this.#inFlight.set(node, (this.#inFlight.get(node) ?? 0) + 1)
+    let held = true
+    const release = (): void => {
+      if (!held) return
+      held = false
+      clearTimeout(timer)
+      const left = (this.#inFlight.get(node) ?? 1) - 1
+      if (left === 0) this.#inFlight.delete(node)
+      else this.#inFlight.set(node, left)
+      this.#flushNode(node, false)
+    }
+    const timer = setTimeout(release, this.#releaseMs)
+    return release
   }
 
   #call (node: string, batch: readonly Waiting[]): void {
@@ -79,8 +123,15 @@ export class Coalescer {
       for (const d of batch) d.reject(error)
       return
     }
+    const release = this.#taken(node)
     // a call is never sent again: a failure is every one of its decisions' failure
-    sent.then((reply) => { answer(batch, reply) }, (error: unknown) => { for (const d of batch) d.reject(error) })
+    sent.then((reply) => {
+      answer(batch, reply)
+      release()
+    }, (error: unknown) => {
+      for (const d of batch) d.reject(error)
+      release()
+    })
   }
 }
 

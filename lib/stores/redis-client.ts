@@ -34,7 +34,9 @@ export const OWN_CLIENT_OPTIONS: RedisOptions = {
 export function createStore (options: NormalisedOptions): RateLimitStore {
   const setting = options.store
   if (setting.kind === 'memory') return new MemoryStore({ maxKeys: setting.maxKeys })
-  return typeof setting.redis === 'string' ? new RedisStore(new Redis(setting.redis, OWN_CLIENT_OPTIONS), true) : new RedisStore(setting.redis, false)
+  return typeof setting.redis === 'string'
+    ? new RedisStore(new Redis(setting.redis, OWN_CLIENT_OPTIONS), true, options.storeTimeoutMs)
+    : new RedisStore(setting.redis, false, options.storeTimeoutMs)
 }
 
 /** Resolves when an ioredis client is ready (at once if it is). */

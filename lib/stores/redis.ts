@@ -45,7 +45,8 @@ export class RedisStore implements RemoteStore {
   #subscriber: Redis | Cluster | undefined
   readonly #coalescer: Coalescer
 
-  constructor (client: Redis | Cluster, ownsClient: boolean) {
+  /** `releaseMs`: how long a call may hold its node's turn (the store timeout). */
+  constructor (client: Redis | Cluster, ownsClient: boolean, releaseMs?: number) {
     this.client = client
     this.#owns = ownsClient
     for (const [name, lua, numberOfKeys] of SCRIPTS) {
@@ -56,7 +57,7 @@ export class RedisStore implements RemoteStore {
     // a Cluster routes a call by its one declared key, the first: the others are on its master
     this.#coalescer = new Coalescer(isCluster(client)
       ? (_node, keys, argv) => this.#call(COMMAND_CROSS_SLOT, [1, keys[0]!, keys.length, ...keys, ...argv])
-      : (_node, keys, argv) => this.#call(COMMAND, [keys.length, ...keys, ...argv]))
+      : (_node, keys, argv) => this.#call(COMMAND, [keys.length, ...keys, ...argv]), { releaseMs: releaseMs ?? 100 })
   }
 
   /** One decision, sent with the others of this turn bound for the same node. */

@@ -146,7 +146,8 @@ describe('the bounds of a call', () => {
     const { calls, coalescer } = recorder()
     const asked = Array.from({ length: 600 }, (_, i) => ask(coalescer, i % 2 === 0 ? 'a' : 'b', keys(1, i), [5], [1]))
     await Promise.all(asked)
-    expect(calls).toEqual([256, 44, 256, 44])
+    // one call out per node at a time: each node's rest goes when its first call is back
+    expect(calls).toEqual([256, 256, 44, 44])
   })
 
   it(`split at ${MAX_KEYS} keys per call`, async () => {
@@ -164,6 +165,47 @@ describe('the bounds of a call', () => {
       keys: [...keys(2, 0), ...keys(2, 1), ...keys(2, 2), ...keys(2, 3)],
       argv: [4, 2, 2, 5, 1, 7, 2, 2, 5, 3, 7, 4, 1, '1', 1, '0', 2, '1', 1, '1'],
     })
+  })
+
+  it('gather the decisions asked while a call is out, and send them together when it is back', async () => {
+    const sizes: number[] = []
+    const answers: Array<() => void> = []
+    const coalescer = new Coalescer((_node, _keys, argv) => {
+      const m = argv[0] as number
+      sizes.push(m)
+      return new Promise(resolve => answers.push(() => resolve([1, ...Array.from({ length: m }, () => [1, 2]).flat()])))
+    })
+    const first = ask(coalescer, '', keys(1, 0), [5], [1])
+    await new Promise(resolve => setImmediate(resolve))
+    expect(sizes).toEqual([1])
+    // three more turns while the first call is out: nothing is sent
+    const later: Array<Promise<StoreReply>> = []
+    for (let turn = 1; turn <= 3; turn++) {
+      later.push(ask(coalescer, '', keys(1, turn), [5], [1]), ask(coalescer, '', keys(1, 10 + turn), [5], [1]))
+      await new Promise(resolve => setImmediate(resolve))
+    }
+    expect(sizes).toEqual([1])
+    answers[0]!()
+    await first
+    expect(sizes).toEqual([1, 6])
+    answers[1]!()
+    expect((await Promise.all(later)).every(r => r.allowed)).toBe(true)
+  })
+
+  it('free a node\'s turn after releaseMs when a call hangs, so later decisions still go out', async () => {
+    let sent = 0
+    const coalescer = new Coalescer(async (_node, _keys, argv) => {
+      sent++
+      if (sent === 1) return await new Promise(() => {})
+      return [1, ...Array.from({ length: argv[0] as number }, () => [1, 2]).flat()]
+    }, { releaseMs: 30 })
+    void ask(coalescer, '', keys(1, 0), [5], [1])
+    await new Promise(resolve => setImmediate(resolve))
+    const started = performance.now()
+    const reply = await ask(coalescer, '', keys(1, 1), [5], [1])
+    expect(reply.allowed).toBe(true)
+    expect(sent).toBe(2)
+    expect(performance.now() - started).toBeGreaterThanOrEqual(25)
   })
 
   it('fail every decision of a call that fails, and never send it again', async () => {
