@@ -202,7 +202,8 @@ export function overheadChart (result) {
   const barGap = 3
   const groupPad = 11
   const groupH = modes.length * barH + (modes.length - 1) * barGap + 2 * groupPad
-  const legendRows = Math.ceil(modes.length / 3)
+  // one legend line per load mode: three titles do not fit side by side at 700 px
+  const legendRows = modes.length
   const top = 96 + legendRows * 20
   const plotH = limiters.length * groupH
   const H = top + plotH + 62
@@ -217,8 +218,8 @@ export function overheadChart (result) {
   out.push(text(20, 70, rounds > 1 ? `Bar: median of ${rounds} rounds; whisker: slowest to fastest round. Longer is faster.` : 'One round. Longer is faster.', { fill: MUTED }))
   // legend
   modes.forEach((m, i) => {
-    const lx = 20 + (i % 3) * 220
-    const ly = 92 + Math.floor(i / 3) * 20
+    const lx = 20
+    const ly = 92 + i * 20
     out.push(rect(lx, ly - 11, 14, 14, { fill: MODE_COLOURS[i % MODE_COLOURS.length], stroke: '#333333', 'stroke-width': 0.5 }))
     out.push(text(lx + 20, ly, modeTitle(m)))
   })
