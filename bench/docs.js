@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { isMain } from './lib/scenario.js'
 import { fmt, pct } from './lib/stats.js'
+import { LABELS } from './lib/labels.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 export const RESULTS_DIR = join(here, 'results')
@@ -22,17 +23,6 @@ export const PAGE = 'benchmarks.md'
 export const CHART_PREFIX = 'benchmarks-'
 export const CHARTS = { overhead: 'benchmarks-overhead.svg', boundary: 'benchmarks-boundary.svg' }
 
-// The limiters' names, as the scenarios print them (bench/overhead.js LABELS; kept here so
-// that this script imports no scenario unless it has to render a table).
-const LABELS = {
-  bare: 'bare Fastify',
-  'frl-memory': '@fastify/rate-limit, memory',
-  'gcra-memory': 'fastify-gcra, memory',
-  'frl-redis': '@fastify/rate-limit, Redis',
-  'frl-redis-pipe': '@fastify/rate-limit, Redis + auto-pipelining',
-  'gcra-redis': 'fastify-gcra, Redis',
-  'gcra-redis-pipe': 'fastify-gcra, Redis + auto-pipelining',
-}
 const TITLES = {
   overhead: 'Overhead',
   attack: 'Under attack',

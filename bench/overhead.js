@@ -13,17 +13,9 @@ import { redisCpuUsPer } from './lib/redis-info.js'
 import { withLowSteal } from './lib/scenario.js'
 import { addedOver, addedRatio, cpuUsPerRequest, fmt, pct, spread } from './lib/stats.js'
 import { Redis } from 'ioredis'
+import { LABELS, LIMITERS } from './lib/labels.js'
 
-export const LIMITERS = ['bare', 'frl-memory', 'gcra-memory', 'frl-redis', 'frl-redis-pipe', 'gcra-redis', 'gcra-redis-pipe']
-export const LABELS = {
-  bare: 'bare Fastify',
-  'frl-memory': '@fastify/rate-limit, memory',
-  'gcra-memory': 'fastify-gcra, memory',
-  'frl-redis': '@fastify/rate-limit, Redis',
-  'frl-redis-pipe': '@fastify/rate-limit, Redis + auto-pipelining',
-  'gcra-redis': 'fastify-gcra, Redis',
-  'gcra-redis-pipe': 'fastify-gcra, Redis + auto-pipelining',
-}
+export { LIMITERS, LABELS }
 /** Load modes, run in this order within each round. */
 export const MODES = [
   { connections: 10, keys: 1 },
