@@ -77,7 +77,8 @@ export class Decider {
     const { charge, onStoreError } = how
     if (how.storeFailed === true) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), this.keys(hashedKey, set), set, incrementsUs, charge, onStoreError)
     const denyCache = this.denyCache
-    if (denyCache !== undefined) {
+    // a free request (every increment 0) is never refused: it must not drop a refusal remembered for its caller
+    if (denyCache !== undefined && incrementsUs.some(inc => inc !== 0)) {
       // a refused caller's flood is answered here, before any key is built
       const refused = denyCache.check(hashedKey, set.id, set.capacitiesUs, incrementsUs)
       if (refused !== undefined) return { reply: refused, degraded: false }

@@ -6,11 +6,13 @@
  * instead of one per request: one TIME, one read of the keys, one round trip, one reply
  * to parse. Each decision stays all-or-nothing over its own buckets, decided in the order asked.
  */
-import { FST_GCRA_STORE_REPLY, describe } from '../errors.js'
+import { FST_GCRA_STORE_REPLY, FST_GCRA_STORE_TIMEOUT, describe } from '../errors.js'
 import type { StoreReply } from './contract.js'
 
 /** One decision waiting for its call. */
 export interface Waiting {
+  /** performance.now() when it was asked; set by the coalescer. */
+  askedAtMs?: number
   readonly keys: readonly string[]
   readonly capacitiesUs: readonly number[]
   readonly incrementsUs: readonly number[]
@@ -36,12 +38,15 @@ export interface CoalescerOptions {
   readonly inFlight?: number
   /** After this long a call no longer holds its node's turn, answered or not (a hung server must not stall the queue). */
   readonly releaseMs?: number
+  /** The store timeout: a decision still waiting after it is dropped, never sent (its request was answered by onStoreError meanwhile). */
+  readonly timeoutMs?: number
 }
 
 export class Coalescer {
   readonly #send: Send
   readonly #maxInFlight: number
   readonly #releaseMs: number
+  readonly #timeoutMs: number
   /** Decisions waiting, by node, in the order asked. */
   readonly #waiting = new Map<string, Waiting[]>()
   /** Calls out, by node. */
@@ -51,10 +56,12 @@ export class Coalescer {
   constructor (send: Send, options: CoalescerOptions = {}) {
     this.#send = send
     this.#maxInFlight = options.inFlight ?? 1
-    this.#releaseMs = options.releaseMs ?? 100
+    this.#timeoutMs = options.timeoutMs ?? 100
+    this.#releaseMs = options.releaseMs ?? this.#timeoutMs / 2
   }
 
   add (node: string, decision: Waiting): void {
+    decision.askedAtMs = performance.now()
     let list = this.#waiting.get(node)
     if (list === undefined) this.#waiting.set(node, list = [])
     list.push(decision)
@@ -76,8 +83,21 @@ export class Coalescer {
 
   /** Send what waits for `node`, in calls within the bounds, while it has a turn free. */
   #flushNode (node: string, force: boolean): void {
-    const list = this.#waiting.get(node)
+    let list = this.#waiting.get(node)
     if (list === undefined) return
+    // a decision that waited the store timeout was answered without the store already
+    // (onStoreError): sending it now would charge a request that was not let through
+    const expired = performance.now() - this.#timeoutMs
+    if (list[0]!.askedAtMs! <= expired) {
+      const late = new FST_GCRA_STORE_TIMEOUT(this.#timeoutMs)
+      const fresh = list.filter(d => d.askedAtMs! > expired)
+      for (const d of list) if (d.askedAtMs! <= expired) d.reject(late)
+      if (fresh.length === 0) {
+        this.#waiting.delete(node)
+        return
+      }
+      this.#waiting.set(node, list = fresh)
+    }
     let start = 0
     while (start < list.length && (force || (this.#inFlight.get(node) ?? 0) < this.#maxInFlight)) {
       let end = start

@@ -45,8 +45,8 @@ export class RedisStore implements RemoteStore {
   #subscriber: Redis | Cluster | undefined
   readonly #coalescer: Coalescer
 
-  /** `releaseMs`: how long a call may hold its node's turn (the store timeout). */
-  constructor (client: Redis | Cluster, ownsClient: boolean, releaseMs?: number) {
+  /** `timeoutMs`: the store timeout (a call holds its node's turn at most half of it). */
+  constructor (client: Redis | Cluster, ownsClient: boolean, timeoutMs?: number) {
     this.client = client
     this.#owns = ownsClient
     for (const [name, lua, numberOfKeys] of SCRIPTS) {
@@ -57,7 +57,7 @@ export class RedisStore implements RemoteStore {
     // a Cluster routes a call by its one declared key, the first: the others are on its master
     this.#coalescer = new Coalescer(isCluster(client)
       ? (_node, keys, argv) => this.#call(COMMAND_CROSS_SLOT, [1, keys[0]!, keys.length, ...keys, ...argv])
-      : (_node, keys, argv) => this.#call(COMMAND, [keys.length, ...keys, ...argv]), { releaseMs: releaseMs ?? 100 })
+      : (_node, keys, argv) => this.#call(COMMAND, [keys.length, ...keys, ...argv]), { timeoutMs: timeoutMs ?? 100 })
   }
 
   /** One decision, sent with the others of this turn bound for the same node. */

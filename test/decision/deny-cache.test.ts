@@ -106,3 +106,34 @@ describe.runIf(hasRedis)('the deny cache in front of Redis', () => {
     expect(await statuses(app, 1, '/p')).toEqual([200])
   })
 })
+
+describe('the deny cache and free requests', () => {
+  it('keeps a caller\'s remembered refusal when a free request (cost 0) of that caller comes in', async () => {
+    const { createEngine } = await import('../../lib/engine.js')
+    const { normaliseOptions, normaliseLimits } = await import('../../lib/options/normalise.js')
+    let calls = 0
+    const store = {
+      remote: true,
+      // a bucket that stays empty: every charge refused, a free request admitted
+      decide: async (_keys: readonly string[], caps: readonly number[], incs: readonly number[]) => {
+        calls++
+        const nowUs = localClockUs() + 1_000_000
+        return { allowed: incs[0] === 0, nowUs, tatsUs: [nowUs + caps[0]!] }
+      },
+      shardOf: () => '',
+      onReconnect: () => {},
+    } as never
+    const log = { info () {}, error () {}, warn () {}, debug () {} } as never
+    const { planner, decider } = createEngine(normaliseOptions({ store: { redis: 'redis://127.0.0.1:1' } }), store, log)
+    decider.denyCache!.active = true
+    const plan = planner.route({ label: 't', scopeId: 'scope:t', limits: normaliseLimits(['10/hour'], 'l'), withGlobal: false, where: 't', onStoreError: 'allow' })
+    const ask = (incs: number[]) => decider.decide('caller', plan.base, incs, { charge: incs[0] !== 0, onStoreError: 'allow' })
+    expect((await ask(plan.base.unitIncrements as number[])).reply?.allowed).toBe(false)
+    expect(calls).toBe(1)
+    expect((await ask([0])).reply?.allowed).toBe(true)
+    expect(calls).toBe(2)
+    // still refused locally, with no store call
+    expect((await ask(plan.base.unitIncrements as number[])).reply?.allowed).toBe(false)
+    expect(calls).toBe(2)
+  })
+})

@@ -198,7 +198,7 @@ describe('the bounds of a call', () => {
       sent++
       if (sent === 1) return await new Promise(() => {})
       return [1, ...Array.from({ length: argv[0] as number }, () => [1, 2]).flat()]
-    }, { releaseMs: 30 })
+    }, { releaseMs: 30, timeoutMs: 1000 })
     void ask(coalescer, '', keys(1, 0), [5], [1])
     await new Promise(resolve => setImmediate(resolve))
     const started = performance.now()
@@ -206,6 +206,22 @@ describe('the bounds of a call', () => {
     expect(reply.allowed).toBe(true)
     expect(sent).toBe(2)
     expect(performance.now() - started).toBeGreaterThanOrEqual(25)
+  })
+
+  it('drop a decision that waited the store timeout unsent (its request was answered without the store), and send the others', async () => {
+    const sent: number[] = []
+    const coalescer = new Coalescer(async (_node, _keys, argv) => {
+      sent.push(argv[0] as number)
+      return [1, ...Array.from({ length: argv[0] as number }, () => [1, 2]).flat()]
+    }, { timeoutMs: 30 })
+    const stale = ask(coalescer, '', keys(1, 0), [5], [1])
+    // the event loop is held past the timeout before the turn ends
+    const until = performance.now() + 40
+    while (performance.now() < until) { /* busy */ }
+    const fresh = ask(coalescer, '', keys(1, 1), [5], [1])
+    await expect(stale).rejects.toMatchObject({ code: 'FST_GCRA_STORE_TIMEOUT' })
+    expect((await fresh).allowed).toBe(true)
+    expect(sent).toEqual([1])
   })
 
   it('fail every decision of a call that fails, and never send it again', async () => {
