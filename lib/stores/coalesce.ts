@@ -30,12 +30,6 @@ export const MAX_KEY_BYTES = 64 * 1024
 export type Send = (node: string, keys: string[], argv: Array<string | number>) => Promise<unknown>
 
 export interface CoalescerOptions {
-  /**
-   * Calls in flight per node: decisions asked while that many are out wait for the first
-   * to come back and leave together (at low load nothing waits; under load calls grow).
-   * @default 1
-   */
-  readonly inFlight?: number
   /** After this long a call no longer holds its node's turn, answered or not (a hung server must not stall the queue). */
   readonly releaseMs?: number
   /** The store timeout: a decision still waiting after it is dropped, never sent (its request was answered by onStoreError meanwhile). */
@@ -44,18 +38,19 @@ export interface CoalescerOptions {
 
 export class Coalescer {
   readonly #send: Send
-  readonly #maxInFlight: number
   readonly #releaseMs: number
   readonly #timeoutMs: number
   /** Decisions waiting, by node, in the order asked. */
   readonly #waiting = new Map<string, Waiting[]>()
-  /** Calls out, by node. */
+  /**
+   * Calls out, by node: one at a time, so decisions asked while a call is out wait for it
+   * and leave together (at low load nothing waits; under load calls grow).
+   */
   readonly #inFlight = new Map<string, number>()
   #scheduled = false
 
   constructor (send: Send, options: CoalescerOptions = {}) {
     this.#send = send
-    this.#maxInFlight = options.inFlight ?? 1
     this.#timeoutMs = options.timeoutMs ?? 100
     this.#releaseMs = options.releaseMs ?? this.#timeoutMs / 2
   }
@@ -67,18 +62,18 @@ export class Coalescer {
     list.push(decision)
     if (!this.#scheduled) {
       this.#scheduled = true
-      setImmediate(() => this.#flushAll(false))
+      setImmediate(() => this.#flushAll())
     }
   }
 
-  /** Send everything that waits now, whatever is in flight (a delete must follow what was asked before it). */
-  flush (): void {
-    this.#flushAll(true)
+  /** Send what waits for `node` now, whatever is out (a delete must follow what was asked before it). */
+  flush (node: string): void {
+    this.#flushNode(node, true)
   }
 
-  #flushAll (force: boolean): void {
+  #flushAll (): void {
     this.#scheduled = false
-    for (const node of [...this.#waiting.keys()]) this.#flushNode(node, force)
+    for (const node of [...this.#waiting.keys()]) this.#flushNode(node, false)
   }
 
   /** Send what waits for `node`, in calls within the bounds, while it has a turn free. */
@@ -99,7 +94,7 @@ export class Coalescer {
       this.#waiting.set(node, list = fresh)
     }
     let start = 0
-    while (start < list.length && (force || (this.#inFlight.get(node) ?? 0) < this.#maxInFlight)) {
+    while (start < list.length && (force || !this.#inFlight.has(node))) {
       let end = start
       let keys = 0
       let bytes = 0

@@ -71,10 +71,13 @@ export class RedisStore implements RemoteStore {
 
   /** Which call a caller's decision joins: the master of its slot (the slot itself while the slots are unknown). */
   #nodeOf (hashTag: string): string {
+    return this.#master(hashTag) ?? `slot ${slotOf(hashTag)}`
+  }
+
+  /** The master serving a hash tag's slot: '' for one Redis, 'host:port' on a Cluster, undefined while unknown. */
+  #master (hashTag: string): string | undefined {
     const client = this.client
-    if (!isCluster(client)) return ''
-    const slot = calculateSlot(hashTag)
-    return client.slots[slot]?.[0] ?? `slot ${slot}`
+    return isCluster(client) ? client.slots[slotOf(hashTag)]?.[0] : ''
   }
 
   async adjust (keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[]): Promise<StoreReply> {
@@ -134,9 +137,7 @@ export class RedisStore implements RemoteStore {
   }
 
   shardOf (hashTag: string): string {
-    const client = this.client
-    if (!isCluster(client)) return ''
-    return client.slots[calculateSlot(hashTag)]?.[0] ?? 'unassigned'
+    return this.#master(hashTag) ?? 'unassigned'
   }
 
   onReconnect (listener: () => void): void {
@@ -144,9 +145,11 @@ export class RedisStore implements RemoteStore {
   }
 
   async delete (keys: readonly string[]): Promise<void> {
-    // decisions asked before the delete go first, as they were asked (a reset wins over them)
-    this.#coalescer.flush()
-    if (keys.length > 0) await this.client.del(...keys)
+    if (keys.length === 0) return
+    // the caller's decisions asked before the delete go first, as they were asked (a reset wins over them)
+    const key = keys[0]!
+    this.#coalescer.flush(this.#nodeOf(key.slice(key.indexOf('{') + 1, key.indexOf('}'))))
+    await this.client.del(...keys)
   }
 
   async close (): Promise<void> {
