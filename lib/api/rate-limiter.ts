@@ -36,7 +36,7 @@ export function rateLimiter (engine: Engine): RateLimiter {
     const increments = charge ? incrementsFor(set.policies, cost) : set.unitIncrements
     if (exceedsCapacity(set, increments)) return neverFits(set, cost, tier)
     // a cost of 0 is free: its zero increments always fit, and it is only read, never written
-    const decision = await decider.decide(identity.hash(key), set, increments, { charge: charge && cost > 0, onStoreError: options.onStoreError })
+    const decision = await decider.decide(identity.hash(key), set, increments, { charge, onStoreError: options.onStoreError })
     if (decision.reply === undefined) throw decision.error
     return toInfo(set, decision.reply, cost, increments, tier, decision.degraded)
   }

@@ -74,11 +74,15 @@ export class Decider {
   }
 
   decide (hashedKey: string, set: PolicySet, incrementsUs: readonly number[], how: DecideOptions): MaybePromise<StoreDecision> {
-    const { charge, onStoreError } = how
+    const { onStoreError } = how
+    // a free request (every increment 0) is a read: it fits even an empty bucket, nothing is
+    // written (a store keeps no bucket that was never charged), and it must not drop a
+    // refusal remembered for its caller
+    const free = !incrementsUs.some(inc => inc !== 0)
+    const charge = how.charge && !free
     if (how.storeFailed === true) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), this.keys(hashedKey, set), set, incrementsUs, charge, onStoreError)
     const denyCache = this.denyCache
-    // a free request (every increment 0) is never refused: it must not drop a refusal remembered for its caller
-    if (denyCache !== undefined && incrementsUs.some(inc => inc !== 0)) {
+    if (denyCache !== undefined && !free) {
       // a refused caller's flood is answered here, before any key is built
       const refused = denyCache.check(hashedKey, set.id, set.capacitiesUs, incrementsUs)
       if (refused !== undefined) return { reply: refused, degraded: false }

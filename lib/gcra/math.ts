@@ -36,9 +36,9 @@ export function toBucket (max: number, perMs: number, burst: number, multiplier:
   return { intervalUs, capacityUs: roundDown(burst * multiplier * intervalUs) }
 }
 
-/** What a request of `cost` adds to a TAT: c · T in whole µs, rounded up. */
+/** What a request of `cost` adds to a TAT: c · T in whole µs, rounded up; a free request (cost 0) adds nothing, any other at least 1 µs. */
 export function incrementUs (cost: number, intervalUs: number): number {
-  return Math.max(1, roundUp(cost * intervalUs))
+  return cost === 0 ? 0 : Math.max(1, roundUp(cost * intervalUs))
 }
 
 /**

@@ -145,16 +145,14 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     return costOf(plan, request).then(cost => decideCost(request, reply, state, set, cost, incrementsFor(set.policies, cost), true))
   }
 
-  /** `write` false: only read the buckets (an early check, a free request, a 413's state). */
+  /** `write` false: only read the buckets (an early check, a 413's state); a free request is a read whatever it says. */
   function decide (state: RequestState, set: PolicySet, incrementsUs: readonly number[], write: boolean): MaybePromise<StoreDecision> {
     return decider.decide(state.key, set, incrementsUs, { charge: write, onStoreError: plan.onStoreError, storeFailed: state.storeFailed })
   }
 
   function decideCost (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number, incrementsUs: readonly number[], charge: boolean): Step {
     if (exceedsCapacity(set, incrementsUs)) return tooLarge(request, reply, state, set, cost)
-    // a free request (cost 0) is a read: its zero increments fit even an empty bucket, and
-    // nothing is written (a store keeps no bucket that was never charged)
-    return andThen(decide(state, set, incrementsUs, charge && cost > 0), decision => answer(request, reply, state, set, cost, incrementsUs, charge, decision))
+    return andThen(decide(state, set, incrementsUs, charge), decision => answer(request, reply, state, set, cost, incrementsUs, charge, decision))
   }
 
   /** A cost no wait can make fit: 413; or 503 when it fits the route at full scale (the service admits less for now). */

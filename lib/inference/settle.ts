@@ -24,7 +24,7 @@ export function settleCharge (decider: Decider, hashedKey: string, charge: Charg
   const deltas = new Array<number>(n)
   let change = false
   for (let i = 0; i < n; i++) {
-    deltas[i] = (actual === 0 ? 0 : incrementUs(actual, set.policies[i]!.intervalUs)) - incrementsUs[i]!
+    deltas[i] = incrementUs(actual, set.policies[i]!.intervalUs) - incrementsUs[i]!
     if (deltas[i] !== 0) change = true
   }
   if (!change) return undefined

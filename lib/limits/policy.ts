@@ -58,12 +58,9 @@ export function buildPolicy (limit: Limit, multiplier: number, scopeId: string):
 
 let nextSetId = 1
 
-/**
- * What a request of `cost` adds to each policy's TAT: c · T, in whole µs. A free request
- * (cost 0) adds nothing; any other cost at least 1 µs.
- */
+/** What a request of `cost` adds to each policy's TAT: c · T, in whole µs (0 for a free request). */
 export function incrementsFor (policies: readonly Policy[], cost: number): number[] {
-  return policies.map(p => cost === 0 ? 0 : incrementUs(cost, p.intervalUs))
+  return policies.map(p => incrementUs(cost, p.intervalUs))
 }
 
 export function buildSet (policies: readonly Policy[], fixedCost: number | undefined): PolicySet {
