@@ -10,12 +10,20 @@ import { GcraModel, type ModelLimit } from '../helpers/model.js'
 import { hasRedis, randomPrefix, redisClient } from '../helpers/redis.js'
 import { comparable, libStep } from '../helpers/subjects.js'
 
-/** The production script's body with the clock read from ARGV, as a store of one decision per call. */
-function fixedClockStore (redis: Redis, clock: () => number): Pick<BucketStore, 'decide'> {
+/**
+ * The production script's body with the clock read from ARGV, as a store of one decision per
+ * call. `persist`: the call's keys lose their TTL in the same transaction (the clock is
+ * virtual, TTLs are real: a TTL of a few ms could end before the next step on a busy machine).
+ */
+function fixedClockStore (redis: Redis, clock: () => number, persist = false): Pick<BucketStore, 'decide'> {
   return {
     async decide (keys, caps, incs, charge): Promise<StoreReply> {
       const { argv } = encode([{ keys, capacitiesUs: caps, incrementsUs: incs, charge, resolve: () => {}, reject: () => {} }])
-      const reply = await redis.eval(GCRA_LUA_FIXED_CLOCK, keys.length, ...keys, ...argv, clock()) as number[]
+      const tx = redis.multi().eval(GCRA_LUA_FIXED_CLOCK, keys.length, ...keys, ...argv, clock())
+      if (persist) for (const key of keys) tx.persist(key)
+      const [[error, result]] = (await tx.exec())! as Array<[Error | null, unknown]>
+      if (error !== null) throw error
+      const reply = result as number[]
       return { allowed: reply[1] === 1, nowUs: reply[0]!, tatsUs: reply.slice(2) }
     },
   }
@@ -61,7 +69,7 @@ describe.runIf(hasRedis)('the Lua script on Redis against the model', () => {
     const redis = redisClient()
     await fc.assert(fc.asyncProperty(randomCase, async ({ limits, steps }) => {
       let now = EPOCH_US
-      const store = fixedClockStore(redis, () => now)
+      const store = fixedClockStore(redis, () => now, true)
       const model = new GcraModel()
       const prefix = randomPrefix()
       for (const step of steps) {
