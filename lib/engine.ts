@@ -7,6 +7,7 @@ import { Decider } from './decision/decide.js'
 import { StoreGuard } from './decision/guard.js'
 import { Identity } from './identity/resolve.js'
 import { Slots } from './inference/concurrency.js'
+import { Holds } from './inference/delay.js'
 import { Planner } from './limits/plan.js'
 import { Scales } from './limits/scale.js'
 import type { NormalisedOptions } from './options/normalise.js'
@@ -20,6 +21,8 @@ export interface Engine {
   readonly identity: Identity
   readonly decider: Decider
   readonly slots: Slots
+  /** Requests held until their slot (`delay`). */
+  readonly holds: Holds
 }
 
 export function createEngine (options: NormalisedOptions, store: RateLimitStore, log: FastifyBaseLogger): Engine {
@@ -33,5 +36,6 @@ export function createEngine (options: NormalisedOptions, store: RateLimitStore,
     identity: new Identity(options, log),
     decider,
     slots: new Slots(decider, options.concurrencyLeaseMs),
+    holds: new Holds(options.maxDelayed),
   })
 }

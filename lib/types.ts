@@ -46,6 +46,13 @@ export interface RateLimitInfo {
    * true for this instance, not for the whole deployment.
    */
   readonly degraded: boolean
+  /**
+   * ms this request was held until its slot (the route's `delay`); 0 when served at once.
+   * In shadow mode, the hold enforcement would have applied (the request is not held).
+   */
+  readonly delayedMs: number
+  /** Decided in shadow mode: reported as if enforced, and served whatever `allowed` says. */
+  readonly shadow: boolean
 }
 
 /** What a 429 body builder receives. */

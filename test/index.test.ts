@@ -130,6 +130,8 @@ describe.each(storeCases)('plugin on the $name store', (store) => {
         { name: 'global 10/minute', quota: 10, burst: 10, windowMs: 60_000, remaining: 7, resetMs: 6_000, retryAfterMs: 0 },
       ],
       degraded: false,
+      delayedMs: 0,
+      shadow: false,
     })
   })
 

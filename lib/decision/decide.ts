@@ -28,6 +28,32 @@ export interface DecideOptions {
   readonly onStoreError: StoreErrorPolicy
   /** This request met a failing store already (its check before the body): one wait is enough. */
   readonly storeFailed?: boolean
+  /** µs past its capacity a request may be admitted and held (`delay`); default 0. */
+  readonly delayUs?: number
+}
+
+// capacities with a delay added, per policy set and delay (a route has one delay)
+const delayed = new WeakMap<PolicySet, Map<number, readonly number[]>>()
+
+/** What a decision compares with: each bucket's capacity D plus the delay (GCRA admits iff new − now ≤ D + delay). */
+export function capacitiesWithDelay (set: PolicySet, delayUs: number): readonly number[] {
+  if (delayUs === 0) return set.capacitiesUs
+  let byDelay = delayed.get(set)
+  if (byDelay === undefined) delayed.set(set, byDelay = new Map())
+  let caps = byDelay.get(delayUs)
+  if (caps === undefined) byDelay.set(delayUs, caps = set.capacitiesUs.map(d => d + delayUs))
+  return caps
+}
+
+/** µs an admitted charge waits for its slot: the most any bucket's new TAT is past now + D. */
+export function holdUs (set: PolicySet, reply: StoreReply): number {
+  let hold = 0
+  const caps = set.capacitiesUs
+  for (let i = 0; i < caps.length; i++) {
+    const past = reply.tatsUs[i]! - reply.nowUs - caps[i]!
+    if (past > hold) hold = past
+  }
+  return hold
 }
 
 export class Decider {
@@ -80,29 +106,30 @@ export class Decider {
     // refusal remembered for its caller
     const free = !incrementsUs.some(inc => inc !== 0)
     const charge = how.charge && !free
-    if (how.storeFailed === true) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), this.keys(hashedKey, set), set, incrementsUs, charge, onStoreError)
+    const caps = capacitiesWithDelay(set, how.delayUs ?? 0)
+    if (how.storeFailed === true) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), this.keys(hashedKey, set), caps, incrementsUs, charge, onStoreError)
     const denyCache = this.denyCache
     if (denyCache !== undefined && !free) {
       // a refused caller's flood is answered here, before any key is built
-      const refused = denyCache.check(hashedKey, set.id, set.capacitiesUs, incrementsUs)
+      const refused = denyCache.check(hashedKey, set.id, caps, incrementsUs)
       if (refused !== undefined) return { reply: refused, degraded: false }
     }
     const keys = this.keys(hashedKey, set)
     const sentAtUs = denyCache === undefined ? 0 : localClockUs()
     return this.guard.call(
       hashedKey,
-      () => this.store.decide(keys, set.capacitiesUs, incrementsUs, charge),
+      () => this.store.decide(keys, caps, incrementsUs, charge),
       (reply): StoreDecision => {
         if (!reply.allowed) denyCache?.remember(hashedKey, set.id, reply, sentAtUs)
         return { reply, degraded: false }
       },
-      error => this.#fallBack(error, keys, set, incrementsUs, charge, onStoreError),
+      error => this.#fallBack(error, keys, caps, incrementsUs, charge, onStoreError),
     )
   }
 
-  #fallBack (error: unknown, keys: string[], set: PolicySet, incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): StoreDecision {
+  #fallBack (error: unknown, keys: string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): StoreDecision {
     if (onStoreError !== 'local') return { reply: undefined, degraded: true, error }
-    return { reply: this.fallback().decide(keys, set.capacitiesUs, incrementsUs, charge), degraded: true }
+    return { reply: this.fallback().decide(keys, capacitiesUs, incrementsUs, charge), degraded: true }
   }
 
   /** This process's GCRA while the store fails ('local'). */

@@ -7,7 +7,8 @@ import type { PolicyState, RateLimitInfo } from '../types.js'
 
 const ms = (us: number): number => Math.ceil(us / 1000)
 
-export function toInfo (set: PolicySet, reply: StoreReply, cost: number, incrementsUs: readonly number[], tier: string | null, degraded = false): RateLimitInfo {
+/** `delayUs`: the route's delay, which a refused request's wait leaves out (it may be held that long). */
+export function toInfo (set: PolicySet, reply: StoreReply, cost: number, incrementsUs: readonly number[], tier: string | null, degraded = false, delayUs = 0): RateLimitInfo {
   const now = reply.nowUs
   const policies = new Array<PolicyState>(set.policies.length)
   let remaining = Infinity
@@ -18,7 +19,7 @@ export function toInfo (set: PolicySet, reply: StoreReply, cost: number, increme
     const tat = reply.tatsUs[i]!
     const left = remainingUnits(tat, now, p)
     const reset = ms(nextUnitUs(tat, now, p))
-    const wait = reply.allowed ? 0 : Math.max(0, ms(waitUs(tat, now, incrementsUs[i]!, p)))
+    const wait = reply.allowed ? 0 : Math.max(0, ms(waitUs(tat, now, incrementsUs[i]!, p) - delayUs))
     policies[i] = { name: p.name, quota: p.quota, burst: p.burst, windowMs: p.windowMs, remaining: left, resetMs: reset, retryAfterMs: wait }
     if (left < remaining || (left === remaining && reset > resetMs)) {
       remaining = left
@@ -26,7 +27,7 @@ export function toInfo (set: PolicySet, reply: StoreReply, cost: number, increme
     }
     if (wait > retryAfterMs) retryAfterMs = wait
   }
-  return { allowed: reply.allowed, remaining: remaining === Infinity ? 0 : remaining, resetMs, retryAfterMs, cost, tier, maxCost: set.maxCost, policies, degraded }
+  return { allowed: reply.allowed, remaining: remaining === Infinity ? 0 : remaining, resetMs, retryAfterMs, cost, tier, maxCost: set.maxCost, policies, degraded, delayedMs: 0, shadow: false }
 }
 
 /** The answer for a cost that no wait can make fit. */
@@ -35,12 +36,12 @@ export function neverFits (set: PolicySet, cost: number, tier: string | null): R
     name: p.name, quota: p.quota, burst: p.burst, windowMs: p.windowMs, remaining: 0, resetMs: 0,
     retryAfterMs: incrementUs(cost, p.intervalUs) > p.capacityUs ? Infinity : 0,
   }))
-  return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: Infinity, cost, tier, maxCost: set.maxCost, policies, degraded: false }
+  return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: Infinity, cost, tier, maxCost: set.maxCost, policies, degraded: false, delayedMs: 0, shadow: false }
 }
 
 /** A caller's view of its refused concurrency limit, as `request.rateLimit` and for the 429 builder. */
 export function concurrencyInfo (limit: number, tier: string | null): RateLimitInfo {
   const policy: PolicyState = { name: CONCURRENCY, quota: limit, burst: limit, windowMs: 0, remaining: 0, resetMs: 0, retryAfterMs: 1000 }
-  return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: 1000, cost: 1, tier, maxCost: limit, policies: [policy], degraded: false }
+  return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: 1000, cost: 1, tier, maxCost: limit, policies: [policy], degraded: false, delayedMs: 0, shadow: false }
 }
 

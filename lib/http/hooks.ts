@@ -9,12 +9,12 @@
 import type {
   FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, onResponseHookHandler, preHandlerHookHandler,
 } from 'fastify'
-import type { StoreDecision } from '../decision/decide.js'
+import { capacitiesWithDelay, holdUs, type StoreDecision } from '../decision/decide.js'
 import { concurrencyInfo, toInfo } from '../decision/info.js'
 import type { Engine } from '../engine.js'
 import { FST_GCRA_INVALID_COST, describeKind } from '../errors.js'
 import type { SlotOutcome } from '../inference/concurrency.js'
-import { settlementOf } from '../inference/settle.js'
+import { settleCharge, settlementOf } from '../inference/settle.js'
 import type { RoutePlan } from '../limits/plan.js'
 import { exceedsCapacity, incrementsFor, type PolicySet } from '../limits/policy.js'
 import { kState } from '../symbols.js'
@@ -57,8 +57,23 @@ export interface RouteHooks {
 }
 
 export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
-  const { options, planner, scales, identity, decider, slots } = engine
+  const { options, planner, scales, identity, decider, slots, holds } = engine
   const headers = options.headers
+  const shadow = plan.shadow
+
+  /**
+   * A refusal: sent, and the request stops (false); in shadow mode it is only recorded
+   * (the outcome, the fields, `request.rateLimit`) and the request goes on (true).
+   */
+  function refuse (state: RequestState, send: () => void): boolean {
+    if (shadow) {
+      // enforced, the request would stop here: nothing later is decided or charged
+      state.refusedInShadow = true
+      return true
+    }
+    send()
+    return false
+  }
 
   /** The request's state, resolved once: the early check and the charge share it. */
   function stateOf (request: Limited): MaybePromise<RequestState> {
@@ -74,8 +89,9 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
 
   /** Returns false once the request has been answered. `charge` false: the early check of a body-cost route. */
   function limit (request: Limited, reply: FastifyReply, charge: boolean): Step {
-    return andThen(stateOf(request), state =>
-      then(takeSlots(request, reply, state, charge), () => rate(request, reply, state, charge))) as Step
+    return andThen(stateOf(request), state => state.refusedInShadow
+      ? true
+      : then(takeSlots(request, reply, state, charge), () => state.refusedInShadow || rate(request, reply, state, charge))) as Step
   }
 
   /** Concurrency: the caller's slot, then the route's; once per request, given back when the response closes. */
@@ -111,18 +127,21 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     if (outcome.refused === 'store') {
       state.outcome = 'store_unavailable'
       state.storeFailed = true
-      sendStoreUnavailable(reply)
-    } else if (outcome.refused === 'route') {
-      state.outcome = 'reduced_capacity'
-      sendRouteBusy(reply, outcome.limit)
-    } else {
-      state.outcome = 'concurrency_refused'
-      const info = concurrencyInfo(outcome.limit, state.tier)
-      request.rateLimit = info
-      setConcurrencyHeaders(reply, headers, outcome.limit, 0)
-      sendTooManyRequests(request, reply, options, info, !charge, 'concurrency')
+      return refuse(state, () => sendStoreUnavailable(reply))
     }
-    return false
+    if (outcome.refused === 'route') {
+      state.outcome = 'reduced_capacity'
+      return refuse(state, () => sendRouteBusy(reply, outcome.limit))
+    }
+    state.outcome = 'concurrency_refused'
+    const info = shadowed(concurrencyInfo(outcome.limit, state.tier))
+    request.rateLimit = info
+    setConcurrencyHeaders(reply, headers, outcome.limit, 0)
+    return refuse(state, () => sendTooManyRequests(request, reply, options, info, !charge, 'concurrency'))
+  }
+
+  function shadowed (info: RateLimitInfo): RateLimitInfo {
+    return shadow ? { ...info, shadow: true } : info
   }
 
   /** The tier's policy set at the request's scale, and the cost to decide. */
@@ -146,13 +165,32 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
   }
 
   /** `write` false: only read the buckets (an early check, a 413's state); a free request is a read whatever it says. */
-  function decide (state: RequestState, set: PolicySet, incrementsUs: readonly number[], write: boolean): MaybePromise<StoreDecision> {
-    return decider.decide(state.key, set, incrementsUs, { charge: write, onStoreError: plan.onStoreError, storeFailed: state.storeFailed })
+  function decide (state: RequestState, set: PolicySet, incrementsUs: readonly number[], write: boolean, delayUs = 0): MaybePromise<StoreDecision> {
+    return decider.decide(state.key, set, incrementsUs, { charge: write, onStoreError: plan.onStoreError, storeFailed: state.storeFailed, delayUs })
   }
 
   function decideCost (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number, incrementsUs: readonly number[], charge: boolean): Step {
     if (exceedsCapacity(set, incrementsUs)) return tooLarge(request, reply, state, set, cost)
-    return andThen(decide(state, set, incrementsUs, charge), decision => answer(request, reply, state, set, cost, incrementsUs, charge, decision))
+    // a charge that may be held takes a place among the `maxDelayed` first; with none left
+    // it is decided without delay (admitted at once, or refused). A check or a shadow
+    // decision holds nothing.
+    let delayUs = plan.delayUs
+    const reserved = delayUs > 0 && charge && !shadow && holds.reserve()
+    if (delayUs > 0 && charge && !shadow && !reserved) delayUs = 0
+    let decided: MaybePromise<StoreDecision>
+    try {
+      decided = decide(state, set, incrementsUs, charge, delayUs)
+    } catch (error) {
+      if (reserved) holds.unreserve()
+      throw error
+    }
+    if (!isThenable(decided)) return answer(request, reply, state, set, cost, incrementsUs, charge, decided, delayUs, reserved)
+    return decided.then(
+      decision => answer(request, reply, state, set, cost, incrementsUs, charge, decision, delayUs, reserved),
+      (error: unknown) => {
+        if (reserved) holds.unreserve()
+        throw error
+      })
   }
 
   /** A cost no wait can make fit: 413; or 503 when it fits the route at full scale (the service admits less for now). */
@@ -162,56 +200,71 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     if (full !== set && !exceedsCapacity(full, incrementsFor(full.policies, cost))) {
       state.outcome = 'reduced_capacity'
       setPolicyHeader(reply, headers, set)
-      sendReducedCapacity(reply)
-      return false
+      return refuse(state, () => sendReducedCapacity(reply))
     }
     // not a rate-limit event, but still a limited response: read the state to report it
     return andThen(decide(state, set, set.unitIncrements, false), (decision) => {
       if (decision.degraded) state.storeFailed = true
       state.outcome = 'too_large'
       if (decision.reply !== undefined) {
-        const info = { ...toInfo(set, decision.reply, cost, set.unitIncrements, state.tier, decision.degraded), allowed: false, cost, retryAfterMs: Infinity, maxCost: full.maxCost }
+        const info = { ...toInfo(set, decision.reply, cost, set.unitIncrements, state.tier, decision.degraded), allowed: false, cost, retryAfterMs: Infinity, maxCost: full.maxCost, shadow }
         request.rateLimit = info
         fields(reply, set, info, state)
       } else {
         setPolicyHeader(reply, headers, set)
       }
-      sendCostTooLarge(reply, full, cost, state.tier !== null && plan.tiers.has(state.tier) ? state.tier : null)
-      return false
+      return refuse(state, () => sendCostTooLarge(reply, full, cost, state.tier !== null && plan.tiers.has(state.tier) ? state.tier : null))
     })
   }
 
-  /** The decision's answer: go on (admitted, or unchecked under 'allow'), or 429 / 503. */
-  function answer (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number, incrementsUs: readonly number[], charge: boolean, decision: StoreDecision): boolean {
+  /**
+   * The decision's answer: go on (admitted, or unchecked under 'allow'), wait for the slot
+   * (admitted within the delay), or 429 / 503. `reserved`: the decision took a place among
+   * the held requests, which it keeps only when it holds its request.
+   */
+  function answer (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number, incrementsUs: readonly number[], charge: boolean, decision: StoreDecision, delayUs: number, reserved: boolean): Step {
     // so that a body-cost route waits for a failing store once, not in each of its two hooks
     if (decision.degraded) state.storeFailed = true
-    if (decision.reply === undefined) {
+    const storeReply = decision.reply
+    const waitUs = charge && delayUs > 0 && storeReply !== undefined && storeReply.allowed ? holdUs(set, storeReply) : 0
+    if (reserved && (waitUs === 0 || shadow)) holds.unreserve()
+    if (storeReply === undefined) {
       if (plan.onStoreError === 'allow') {
         state.outcome = 'unchecked'
         if (charge) slotFields(reply, state)
         return true
       }
       state.outcome = 'store_unavailable'
-      sendStoreUnavailable(reply)
-      return false
+      return refuse(state, () => sendStoreUnavailable(reply))
     }
-    if (!charge && decision.reply.allowed) {
+    if (!charge && storeReply.allowed) {
       // the charge decides; until it does, a request the store failed is unchecked
       if (decision.degraded) state.outcome = 'unchecked'
       return true
     }
-    const info = toInfo(set, decision.reply, cost, incrementsUs, state.tier, decision.degraded)
+    const heldMs = Math.ceil(waitUs / 1000)
+    let info = toInfo(set, storeReply, cost, incrementsUs, state.tier, decision.degraded, delayUs)
+    if (heldMs > 0 || shadow) info = { ...info, delayedMs: heldMs, shadow }
     request.rateLimit = info
     fields(reply, set, info, state)
     if (info.allowed) {
-      state.outcome = decision.degraded ? 'admitted_locally' : 'admitted'
+      state.outcome = decision.degraded ? 'admitted_locally' : heldMs > 0 ? 'delayed' : 'admitted'
       // a free request was charged nothing: it has nothing to settle
-      if (cost > 0) state.charged = { set, incrementsUs, cost, locally: decision.degraded }
-      return true
+      const charged = cost > 0 ? { set, incrementsUs, capacitiesUs: capacitiesWithDelay(set, delayUs), cost, locally: decision.degraded } : undefined
+      state.charged = charged
+      if (heldMs === 0 || shadow) return true
+      // its slot is `heldMs` away: served then, unless the client leaves first (then the
+      // charge goes back, and a later request may have the slot)
+      return holds.hold(reply, heldMs, () => {
+        if (charged === undefined || state.settled) return
+        state.settled = true
+        Promise.resolve(settleCharge(decider, state.key, charged, 0)).catch((error: unknown) => {
+          request.log.warn({ err: error }, 'fastify-gcra: could not refund a held request whose client left')
+        })
+      })
     }
     state.outcome = decision.degraded ? 'refused_locally' : 'refused'
-    sendTooManyRequests(request, reply, options, info, !charge)
-    return false
+    return refuse(state, () => sendTooManyRequests(request, reply, options, info, !charge))
   }
 
   /** Fields for a decision: all of them from the store; while degraded, only what stays true. */

@@ -60,6 +60,8 @@ export class RoutePlanner {
       concurrency: settings?.concurrency,
       settle: settings?.settle,
       scale: settings?.scale,
+      delayMs: settings?.delayMs ?? options.delayMs,
+      shadow: settings?.shadow ?? options.shadow,
     })
   }
 

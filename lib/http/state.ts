@@ -13,6 +13,8 @@ import type { RequestOutcome } from '../observe/outcome.js'
 export interface Charge {
   readonly set: PolicySet
   readonly incrementsUs: readonly number[]
+  /** The capacities it was decided with (plus the route's delay): a refund starts from there. */
+  readonly capacitiesUs: readonly number[]
   readonly cost: number
   /** Charged by this process while the store failed ('local'). */
   readonly locally: boolean
@@ -35,6 +37,8 @@ export class RequestState {
   /** The response closed: slots that arrive later go straight back. */
   closed = false
   charged: Charge | undefined = undefined
+  /** Shadow mode: a decision refused this request, which is served without any later one. */
+  refusedInShadow = false
   settled = false
   settlement: Settlement | undefined = undefined
 

@@ -29,6 +29,10 @@ export interface RoutePlan {
   readonly concurrency: ConcurrencyPlan | undefined
   readonly settle: SettleFunction | undefined
   readonly scale: ScaleFunction | undefined
+  /** How long a request may be held until its slot, in µs (0: refused at once). */
+  readonly delayUs: number
+  /** Decided and reported as if enforced, but always served. */
+  readonly shadow: boolean
   /** The set of a tier at a scale below 1 (in hundredths), built once and kept. */
   scaled(tier: string | null, hundredths: number): PolicySet
 }
@@ -62,6 +66,9 @@ export interface PlanSpec {
   readonly concurrency?: ConcurrencySettings
   readonly settle?: SettleFunction
   readonly scale?: ScaleFunction
+  /** ms; default 0. */
+  readonly delayMs?: number
+  readonly shadow?: boolean
 }
 
 // programmatic limit sets kept ready (dynamic scopes such as `room-${id}` must not grow memory)
@@ -196,6 +203,8 @@ export class Planner {
       concurrency: spec.concurrency === undefined ? undefined : this.#concurrencyPlan(scopeId, spec.concurrency),
       settle: spec.settle,
       scale: spec.scale,
+      delayUs: (spec.delayMs ?? 0) * 1000,
+      shadow: spec.shadow ?? false,
     }
   }
 

@@ -20,6 +20,9 @@ type Settings = NonNullable<NormalisedOptions['metrics']>
 /** Seconds; a store call rarely takes more than `storeTimeoutMs` (default 100 ms), which ends it. */
 export const STORE_DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
+/** Seconds a request is held (`delay`): from a few ms to the longest delays that keep a client waiting. */
+export const DELAY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
 /** prom-client, loaded only when metrics are on; `importer` is replaceable for tests. */
 export async function loadPromClient (importer: () => Promise<unknown> = () => import('prom-client')): Promise<Prom> {
   let mod: unknown
@@ -40,6 +43,9 @@ const OUTCOME_INDEX = Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Reco
 class Tally {
   readonly requests = new Float64Array(OUTCOMES.length)
   readonly reportedRequests = new Float64Array(OUTCOMES.length)
+  /** Requests decided in shadow mode (served whatever the outcome). */
+  readonly shadow = new Float64Array(OUTCOMES.length)
+  readonly reportedShadow = new Float64Array(OUTCOMES.length)
   cost = 0
   reportedCost = 0
 }
@@ -59,6 +65,8 @@ export class Metrics {
   readonly #names: string[] = []
   readonly #storeDuration: PromClient.Histogram
   readonly #storeErrors: PromClient.Counter<'kind'>
+  /** Until closed: the holds outlive a registry left by `close`. */
+  #open = true
 
   constructor (prom: Prom, settings: Settings, engine: Engine, stats: () => RateLimiterStats) {
     const registry = (settings.registry ?? new prom.Registry()) as PromClient.Registry
@@ -94,6 +102,38 @@ export class Metrics {
           }
         },
       }))
+      named(`${p}shadow_requests_total`, () => new prom.Counter({
+        name: `${p}shadow_requests_total`,
+        help: 'Requests on routes in shadow mode, by route, tier and the outcome enforcement would have given; every one was served',
+        labelNames: ['route', 'tier', 'outcome'] as const,
+        registers,
+        collect () {
+          for (const [route, byTier] of tallies) {
+            for (const [tier, t] of byTier) {
+              for (let i = 0; i < OUTCOMES.length; i++) {
+                const delta = t.shadow[i]! - t.reportedShadow[i]!
+                if (delta === 0) continue
+                this.inc({ route, tier, outcome: OUTCOMES[i]! }, delta)
+                t.reportedShadow[i] = t.shadow[i]!
+              }
+            }
+          }
+        },
+      }))
+      named(`${p}delayed_requests`, () => new prom.Gauge({
+        name: `${p}delayed_requests`,
+        help: 'Requests held now until their slot (delay), on this instance',
+        registers,
+        collect () { this.set(engine.holds.held) },
+      }))
+      const delaySeconds = named(`${p}delay_seconds`, () => new prom.Histogram({
+        name: `${p}delay_seconds`,
+        help: 'Time requests were held until their slot (delay); gone: the client left first and its charge was refunded',
+        labelNames: ['gone'] as const,
+        buckets: DELAY_BUCKETS,
+        registers,
+      }))
+      engine.holds.observe({ held: (ms, gone) => { if (this.#open) delaySeconds.observe({ gone: gone ? 'true' : 'false' }, ms / 1000) } })
       named(`${p}cost_charged_total`, () => new prom.Counter({
         name: `${p}cost_charged_total`,
         help: 'Units charged to admitted requests, by route and tier',
@@ -169,9 +209,10 @@ export class Metrics {
     if (byTier === undefined) this.#tallies.set(seen.route, byTier = new Map())
     let tally = byTier.get(seen.tier)
     if (tally === undefined) byTier.set(seen.tier, tally = new Tally())
-    tally.requests[OUTCOME_INDEX[seen.outcome]]!++
+    if (seen.shadow) tally.shadow[OUTCOME_INDEX[seen.outcome]]!++
+    else tally.requests[OUTCOME_INDEX[seen.outcome]]!++
     // a route with only a concurrency limit charges no cost
-    if (seen.outcome === 'admitted' || seen.outcome === 'admitted_locally') tally.cost += request.rateLimit?.cost ?? 0
+    if (seen.outcome === 'admitted' || seen.outcome === 'admitted_locally' || seen.outcome === 'delayed') tally.cost += request.rateLimit?.cost ?? 0
   }
 
   /** Times the calls to a remote store and counts their errors. */
@@ -198,6 +239,7 @@ export class Metrics {
 
   /** Leave the registry (a registry of the user's outlives the app). */
   close (): void {
+    this.#open = false
     for (const name of this.#names) this.registry.removeSingleMetric(name)
   }
 }

@@ -9,6 +9,7 @@ import { kState } from '../symbols.js'
 /**
  * - `admitted` / `refused`: decided by the store (429 when refused; a refusal may come
  *   from the local deny cache, which repeats the store's answer);
+ * - `delayed`: admitted by the store within the route's `delay`, and held until its slot;
  * - `admitted_locally` / `refused_locally`: decided in this process while the store
  *   failed (`onStoreError: 'local'`);
  * - `too_large`: a cost no wait can make fit (413);
@@ -20,11 +21,11 @@ import { kState } from '../symbols.js'
  */
 export type RequestOutcome =
   | 'admitted' | 'refused' | 'admitted_locally' | 'refused_locally' | 'too_large' | 'store_unavailable' | 'unchecked'
-  | 'concurrency_refused' | 'reduced_capacity'
+  | 'concurrency_refused' | 'reduced_capacity' | 'delayed'
 
 export const OUTCOMES: readonly RequestOutcome[] = [
   'admitted', 'refused', 'admitted_locally', 'refused_locally', 'too_large', 'store_unavailable', 'unchecked',
-  'concurrency_refused', 'reduced_capacity',
+  'concurrency_refused', 'reduced_capacity', 'delayed',
 ]
 
 /** What a route's observers are told about one decided request. */
@@ -34,6 +35,8 @@ export interface Observation {
   /** A configured tier name, or 'none' (no tier, or one the plugin does not know). */
   readonly tier: string
   readonly outcome: RequestOutcome
+  /** Decided in shadow mode: served whatever the outcome says. */
+  readonly shadow: boolean
 }
 
 export type ObservationSink = (request: FastifyRequest, reply: FastifyReply, seen: Observation) => void
@@ -60,7 +63,7 @@ export function observeRoute (route: string, tiers: ReadonlyMap<string, number>,
   return function (this: unknown, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const outcome = outcomeOf(request)
     if (outcome !== undefined) {
-      const seen: Observation = { route, tier: tierLabel(request, tiers), outcome }
+      const seen: Observation = { route, tier: tierLabel(request, tiers), outcome, shadow: (request as Observed)[kState]!.plan.shadow }
       for (const sink of sinks) sink(request, reply, seen)
     }
     done()

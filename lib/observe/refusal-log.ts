@@ -50,6 +50,7 @@ export class RefusalLog {
     const fields: Record<string, unknown> = {
       rateLimit: {
         outcome: seen.outcome,
+        ...(seen.shadow ? { shadow: true } : {}),
         route: seen.route,
         tier: seen.tier,
         statusCode: reply.statusCode,
@@ -66,6 +67,8 @@ export class RefusalLog {
       fields.suppressed = this.#suppressed
       this.#suppressed = 0
     }
-    request.log[this.#level](fields, `fastify-gcra: request refused (${seen.outcome})`)
+    request.log[this.#level](fields, seen.shadow
+      ? `fastify-gcra: request would be refused (${seen.outcome}), served in shadow mode`
+      : `fastify-gcra: request refused (${seen.outcome})`)
   }
 }

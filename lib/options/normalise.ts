@@ -5,7 +5,7 @@
  */
 import type { Cluster, Redis } from 'ioredis'
 import { FST_GCRA_INVALID_OPTION, describe } from '../errors.js'
-import { normaliseLimit, type Limit, type LimitSpec } from '../limits/limit.js'
+import { normaliseLimit, parseDuration, type Limit, type LimitSpec } from '../limits/limit.js'
 import { assertValid, checkLimits, checkOptions, checkRouteConfig } from './schemas.js'
 import type {
   CostSetting, FastifyGcraOptions, MetricsRegistry, RouteRateLimitConfig, ScaleFunction, SettleFunction, StoreErrorPolicy,
@@ -29,6 +29,10 @@ export interface NormalisedOptions {
   readonly hook: 'onRequest' | 'preHandler'
   readonly storeTimeoutMs: number
   readonly onStoreError: StoreErrorPolicy
+  /** The default hold of every route, in ms (0: refuse at once). */
+  readonly delayMs: number
+  readonly maxDelayed: number
+  readonly shadow: boolean
   readonly errorResponseBuilder: FastifyGcraOptions['errorResponseBuilder']
   readonly scale: ScaleFunction | undefined
   readonly pressureScale: number | undefined
@@ -57,6 +61,8 @@ export interface RouteSettings {
   readonly concurrency: ConcurrencySettings | undefined
   readonly settle: SettleFunction | undefined
   readonly scale: ScaleFunction | undefined
+  readonly delayMs: number | undefined
+  readonly shadow: boolean | undefined
 }
 
 export const DEFAULT_MAX_KEYS = 100_000
@@ -80,6 +86,14 @@ export function normaliseLimits (specs: readonly LimitSpec[], path: string, name
     out.push(limit)
   })
   return out
+}
+
+/** A `delay` the schema has checked, in ms: a number as given, a string through `parseDuration`. */
+function delayMs (value: number | string | undefined, path: string): number | undefined {
+  if (value === undefined || typeof value === 'number') return value
+  const ms = parseDuration(value)
+  if (ms === undefined || ms > 2_147_483_647) throw new FST_GCRA_INVALID_OPTION(path, "a duration such as '500ms' or '2s' (at most 2147483647 ms)", describe(value))
+  return ms
 }
 
 /** Check and normalise limits given at run time (the programmatic API); `path` for errors. */
@@ -154,6 +168,9 @@ export function normaliseOptions (options: unknown): NormalisedOptions {
     storeTimeoutMs: opts.storeTimeoutMs ?? 100,
     // never silently unlimited: a failing store is replaced by this instance's own limits
     onStoreError: opts.onStoreError ?? 'local',
+    delayMs: delayMs(opts.delay, 'options.delay') ?? 0,
+    maxDelayed: opts.maxDelayed ?? 1000,
+    shadow: opts.shadow ?? false,
     errorResponseBuilder: opts.errorResponseBuilder,
     scale: opts.scale,
     pressureScale: opts.pressureScale,
@@ -196,5 +213,7 @@ export function normaliseRouteConfig (config: unknown, root: string, tiers: Read
     concurrency,
     settle: cfg.settle,
     scale: cfg.scale,
+    delayMs: delayMs(cfg.delay, `${root}.delay`),
+    shadow: cfg.shadow,
   })
 }

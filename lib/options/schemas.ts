@@ -70,6 +70,14 @@ const ConcurrencySchema = Type.Union([
   }, { additionalProperties: false, minProperties: 1 }),
 ], { description: 'requests in flight: an integer >= 1 (per caller) or { perCaller?, route? }' })
 
+/** A hold in ms (an integer from 0) or a duration string (`'500ms'`, `'2s'`): checked by `normalise.ts`. */
+const Delay = Type.Union([
+  Type.Integer({ minimum: 0, maximum: 2_147_483_647 }),
+  Type.String(),
+], { description: "milliseconds (an integer from 0 to 2147483647) or a duration such as '500ms' or '2s'" })
+
+const Shadow = Type.Boolean({ description: 'true or false' })
+
 const Scale = Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'a number in (0, 1]' })
 // Prometheus metric and label names: [a-zA-Z_:][a-zA-Z0-9_:]*; a prefix may also be empty
 const METRIC_PREFIX = '^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$'
@@ -117,6 +125,9 @@ export const OptionsSchema = Type.Object({
   })),
   storeTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'an integer from 1 to 2147483647 (milliseconds)' })),
   onStoreError: Type.Optional(OnStoreError),
+  delay: Type.Optional(Delay),
+  maxDelayed: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'an integer from 0 to 1000000' })),
+  shadow: Type.Optional(Shadow),
   errorResponseBuilder: Type.Optional(typed<NonNullable<FastifyGcraOptions['errorResponseBuilder']>>(Type.Function([Type.Any(), Type.Any()], Type.Any(), { description: 'a function (request, context) => body' }))),
   scale: Type.Optional(typed<ScaleFunction>(Type.Function([Type.Any()], Type.Any(), { description: 'a function (request) => number in (0, 1]' }))),
   pressureScale: Type.Optional(Scale),
@@ -149,8 +160,10 @@ export const RouteConfigSchema = Type.Union([
     concurrency: Type.Optional(ConcurrencySchema),
     settle: Type.Optional(typed<SettleFunction>(Type.Function([Type.Any(), Type.Any()], Type.Any(), { description: 'a function (request, reply) => the actual cost' }))),
     scale: Type.Optional(typed<ScaleFunction>(Type.Function([Type.Any()], Type.Any(), { description: 'a function (request) => number in (0, 1]' }))),
+    delay: Type.Optional(Delay),
+    shadow: Type.Optional(Shadow),
   }, { additionalProperties: false }),
-], { description: 'false or { limits?, cost?, scope?, tiers?, onStoreError?, concurrency?, settle?, scale? }' })
+], { description: 'false or { limits?, cost?, scope?, tiers?, onStoreError?, concurrency?, settle?, scale?, delay?, shadow? }' })
 
 export const checkOptions = TypeCompiler.Compile(OptionsSchema)
 export const checkLimits = TypeCompiler.Compile(LimitsSchema)

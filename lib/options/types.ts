@@ -94,6 +94,26 @@ export interface FastifyGcraOptions {
    */
   onStoreError?: StoreErrorPolicy
   /**
+   * Shaping instead of refusing, for every limited route (a route's `delay` overrides it):
+   * a request that fits its limits within this wait is charged at once, held until its
+   * slot, then served; beyond it, 429 at once. In ms, or a duration string (`'500ms'`, `'2s'`).
+   * @default 0 (refuse at once)
+   */
+  delay?: number | string
+  /**
+   * The most requests held at once on this instance (see `delay`); past it, a request that
+   * would have to wait is refused at once.
+   * @default 1000
+   */
+  maxDelayed?: number
+  /**
+   * Shadow mode for every limited route (a route's `shadow` overrides it): every decision is
+   * made, charged and reported as if enforced, but the request is served. For rolling out or
+   * tuning limits on live traffic.
+   * @default false
+   */
+  shadow?: boolean
+  /**
    * Builds the body of a 429. Receives the request and what was exceeded.
    * @default an RFC 9457 problem (`application/problem+json`)
    */
@@ -242,4 +262,14 @@ export type RouteRateLimitConfig = false | {
    * @default the plugin's onStoreError
    */
   onStoreError?: StoreErrorPolicy
+  /**
+   * How long a request may be held until its slot instead of refused (see the plugin option).
+   * @default the plugin's delay
+   */
+  delay?: number | string
+  /**
+   * Shadow mode on this route (see the plugin option).
+   * @default the plugin's shadow
+   */
+  shadow?: boolean
 }

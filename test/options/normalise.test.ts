@@ -27,7 +27,7 @@ async function route (config: unknown, options: Partial<FastifyGcraOptions> = {}
 
 describe('plugin options are validated at registration', () => {
   it.each([
-    [{ limts: ['1/minute'] }, "options.limts: expected one of the known keys (store, key, tier, tiers, limits, global, headers, prefix, keySecret, hook, storeTimeoutMs, onStoreError, errorResponseBuilder, scale, pressureScale, concurrencyLeaseMs, metrics, logRefusals, openapi), got 'limts'"],
+    [{ limts: ['1/minute'] }, "options.limts: expected one of the known keys (store, key, tier, tiers, limits, global, headers, prefix, keySecret, hook, storeTimeoutMs, onStoreError, delay, maxDelayed, shadow, errorResponseBuilder, scale, pressureScale, concurrencyLeaseMs, metrics, logRefusals, openapi), got 'limts'"],
     [{ limits: '10/minute' }, "options.limits: expected an array of limits (a limit: a string like '10/minute', '10/min' or '100/15m', or { max, per, burst?, name? }), got \"10/minute\""],
     [{ limits: ['10/mintue'] }, "options.limits[0]: expected a limit like '10/minute', '10/min', '100/15 minutes' or '100/15m' (a count, '/', then a duration such as 'second', '30s', '2 hours' or '1d'), got \"10/mintue\""],
     [{ limits: [{ max: 0, per: '1m' }] }, 'options.limits[0].max: expected an integer >= 1, got 0'],
@@ -107,8 +107,8 @@ describe('route configs are validated when the route is registered', () => {
     [{ cost: Number.POSITIVE_INFINITY }, 'route GET /r: config.rateLimit.cost: expected a finite number >= 0 or a function of the request, got Infinity'],
     [{ cost: '2' }, 'route GET /r: config.rateLimit.cost: expected a finite number >= 0 or a function of the request, got "2"'],
     [{ scope: '' }, 'route GET /r: config.rateLimit.scope: expected a non-empty string of at most 128 characters, got ""'],
-    [{ limit: ['1/minute'] }, "route GET /r: config.rateLimit.limit: expected one of the known keys (limits, cost, scope, onStoreError, tiers, concurrency, settle, scale), got 'limit'"],
-    [true, 'route GET /r: config.rateLimit: expected false or { limits?, cost?, scope?, tiers?, onStoreError?, concurrency?, settle?, scale? }, got true'],
+    [{ limit: ['1/minute'] }, "route GET /r: config.rateLimit.limit: expected one of the known keys (limits, cost, scope, onStoreError, tiers, concurrency, settle, scale, delay, shadow), got 'limit'"],
+    [true, 'route GET /r: config.rateLimit: expected false or { limits?, cost?, scope?, tiers?, onStoreError?, concurrency?, settle?, scale?, delay?, shadow? }, got true'],
     [{ limits: ['1/minute'], tiers: { gold: ['5/minute'] } }, 'route GET /r: config.rateLimit.tiers: expected a tier declared in the plugin\'s tiers (premium), got "gold"'],
     [{ limits: ['1/minute'], tiers: { premium: '5/minute' } }, "route GET /r: config.rateLimit.tiers.premium: expected an array of limits or { limits?, concurrency? }, got \"5/minute\""],
     [{ limits: ['1/minute'], onStoreError: 'ignore' }, "route GET /r: config.rateLimit.onStoreError: expected 'allow', 'deny' or 'local', got \"ignore\""],
