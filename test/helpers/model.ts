@@ -28,6 +28,8 @@ export interface ModelResult {
   tatsUs: number[]
   /** Per limit: the TTL the key gets when charged, ms. */
   ttlMs: number[]
+  /** With a delay: how long an admitted charge waits for its slot, max(0, new − now − D) over the limits, µs. */
+  holdUs: number
 }
 
 const ceilDiv = (a: bigint, b: bigint): bigint => (a + b - 1n) / b
@@ -58,18 +60,22 @@ export function incrementOf (cost: number, T: bigint): bigint {
 export class GcraModel {
   readonly tats = new Map<string, bigint>()
 
-  request (keys: readonly string[], limits: readonly ModelLimit[], cost: number, nowUs: number, charge = true): ModelResult {
+  /** `delayUs`: the route's delay, DESIGN.md's shaping: allowed iff new − now ≤ D + delay. */
+  request (keys: readonly string[], limits: readonly ModelLimit[], cost: number, nowUs: number, charge = true, delayUs = 0): ModelResult {
     const now = BigInt(nowUs)
+    const delay = BigInt(delayUs)
     const buckets = limits.map(bucketOf)
     const incs = buckets.map(b => incrementOf(cost, b.T))
     const tooLarge = incs.some((inc, i) => inc > buckets[i]!.D)
     const starts = keys.map(k => maxBig(this.tats.get(k) ?? now, now))
     const news = starts.map((tat, i) => tat + incs[i]!)
-    const allowed = !tooLarge && news.every((n, i) => n - now <= buckets[i]!.D)
+    const allowed = !tooLarge && news.every((n, i) => n - now <= buckets[i]!.D + delay)
     let retry = 0n
     if (!allowed && !tooLarge) {
-      news.forEach((n, i) => { const over = n - now - buckets[i]!.D; if (over > retry) retry = over })
+      news.forEach((n, i) => { const over = n - now - buckets[i]!.D - delay; if (over > retry) retry = over })
     }
+    let hold = 0n
+    if (allowed && charge) news.forEach((n, i) => { const past = n - now - buckets[i]!.D; if (past > hold) hold = past })
     const after = allowed && charge ? news : starts
     if (allowed && charge) keys.forEach((k, i) => this.tats.set(k, news[i]!))
     return {
@@ -79,22 +85,24 @@ export class GcraModel {
       retryAfterUs: Number(retry),
       tatsUs: after.map(Number),
       ttlMs: after.map(tat => Number(ceilDiv(tat - now, 1000n))),
+      holdUs: Number(hold),
     }
   }
 
   /**
    * Settle a charge of `charged` units at `actual` units: each TAT moves by
    * inc(actual) − inc(charged) (inc(0) = 0) from max(TAT, now), and ends at most at
-   * now + D (a bucket is never more than empty); a TAT at or before now is a full bucket
+   * now + D + delay (a bucket is never more than empty, a held request's charge included); a TAT at or before now is a full bucket
    * (the key is gone).
    */
-  settle (keys: readonly string[], limits: readonly ModelLimit[], charged: number, actual: number, nowUs: number): number[] {
+  settle (keys: readonly string[], limits: readonly ModelLimit[], charged: number, actual: number, nowUs: number, delayUs = 0): number[] {
     const now = BigInt(nowUs)
+    const delay = BigInt(delayUs)
     return keys.map((key, i) => {
       const { T, D } = bucketOf(limits[i]!)
       const delta = (actual === 0 ? 0n : incrementOf(actual, T)) - incrementOf(charged, T)
       const moved = maxBig(this.tats.get(key) ?? now, now) + delta
-      const tat = moved > now + D ? now + D : moved
+      const tat = moved > now + D + delay ? now + D + delay : moved
       if (tat <= now) {
         this.tats.delete(key)
         return nowUs
