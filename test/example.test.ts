@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest'
 import { storeCases } from './helpers/app.js'
 import { startDemo } from './helpers/demo.js'
+import { shadowSetting } from '../bench/ml-api/app.js'
 import { hasRedis, randomPrefix } from './helpers/redis.js'
 
 const post = (url: string, payload: unknown, key?: string) => ({
@@ -58,12 +59,19 @@ describe.each(storeCases)('example ML API on the $name store', (store) => {
     expect(codes.filter(c => c === 200)).toHaveLength(10)
   })
 
-  it('keeps the health check exempt and the heavy route strict', async () => {
+  it('keeps the health check exempt, and paces the heavy route: early calls held until their slot, then refused', async () => {
     const app = await demo()
     for (let i = 0; i < 5; i++) expect((await app.inject('/health')).headers.ratelimit).toBeUndefined()
-    const codes = []
-    for (let i = 0; i < 4; i++) codes.push((await app.inject(post('/predict/explain', { input: [6.1, 2.8, 4.7, 1.2] }))).statusCode)
-    expect(codes).toEqual([200, 200, 200, 429])
+    const calls = []
+    for (let i = 0; i < 4; i++) calls.push(await app.inject(post('/predict/explain', { input: [6.1, 2.8, 4.7, 1.2] })))
+    expect(calls.map(r => r.statusCode)).toEqual([200, 200, 200, 429])
+    // '1/second': each call after the first waited for its slot, about a second after the last
+    const held = calls.slice(0, 3).map(r => r.json<{ heldMs: number }>().heldMs)
+    expect(held[0]).toBe(0)
+    for (const ms of held.slice(1)) expect(ms).toBeGreaterThan(500)
+    for (const ms of held.slice(1)) expect(ms).toBeLessThanOrEqual(1000)
+    // '3/minute' has no slot within the delay: refused at once
+    expect(calls[3]!.json<{ 'violated-policies': string[] }>()['violated-policies']).toEqual(['3/minute'])
   })
 })
 
@@ -75,8 +83,10 @@ describe.each(storeCases)('the example ML API\'s metrics and OpenAPI document on
     const r = await app.inject('/metrics')
     expect(r.statusCode).toBe(200)
     expect(r.headers.ratelimit).toBeUndefined()
-    expect(r.body).toContain('fastify_gcra_requests_total{route="POST /predict/explain",tier="free",outcome="admitted"} 3')
+    expect(r.body).toContain('fastify_gcra_requests_total{route="POST /predict/explain",tier="free",outcome="admitted"} 1')
+    expect(r.body).toContain('fastify_gcra_requests_total{route="POST /predict/explain",tier="free",outcome="delayed"} 2')
     expect(r.body).toContain('fastify_gcra_requests_total{route="POST /predict/explain",tier="free",outcome="refused"} 1')
+    expect(r.body).toMatch(/^fastify_gcra_delay_seconds_count\{gone="false"\} 2$/m)
     expect(r.body).toContain('fastify_gcra_cost_charged_total{route="POST /predict/batch",tier="premium"} 2')
   })
 
@@ -95,6 +105,35 @@ describe.each(storeCases)('the example ML API\'s metrics and OpenAPI document on
     expect(Object.keys(spec.paths['/predict']!.post!.responses['429']!.headers!)).toEqual(['RateLimit-Policy', 'RateLimit', 'Retry-After'])
     expect(spec.paths['/metrics']).toBeUndefined()
     expect(spec.paths['/documentation/json']).toBeUndefined()
+  })
+})
+
+describe('the example ML API in shadow mode (SHADOW)', () => {
+  it('reads SHADOW: every route, a list of routes, or none', () => {
+    expect(shadowSetting(undefined)).toBe(false)
+    expect(shadowSetting('')).toBe(false)
+    expect(shadowSetting('0')).toBe(false)
+    expect(shadowSetting('1')).toBe(true)
+    expect(shadowSetting('all')).toBe(true)
+    expect(shadowSetting('/predict/explain, /model')).toEqual(['/predict/explain', '/model'])
+  })
+
+  it.each(storeCases)('serves every call of a shadowed route, and counts what enforcement would have refused ($name)', async (store) => {
+    const { app } = await startDemo(store, {}, randomPrefix(), 0, ['/predict/explain'])
+    const calls = []
+    for (let i = 0; i < 5; i++) calls.push(await app.inject(post('/predict/explain', { input: [6.1, 2.8, 4.7, 1.2] }, 'demo-free-key')))
+    expect(calls.map(r => r.statusCode)).toEqual([200, 200, 200, 200, 200])
+    // nothing held in shadow mode: the second call says what its hold would have been
+    expect(calls[1]!.json<{ heldMs: number }>().heldMs).toBeGreaterThan(900)
+    const metrics = (await app.inject('/metrics')).body
+    expect(metrics).toContain('fastify_gcra_shadow_requests_total{route="POST /predict/explain",tier="free",outcome="admitted"} 1')
+    expect(metrics).toContain('fastify_gcra_shadow_requests_total{route="POST /predict/explain",tier="free",outcome="delayed"} 1')
+    expect(metrics).toContain('fastify_gcra_shadow_requests_total{route="POST /predict/explain",tier="free",outcome="refused"} 3')
+    expect(metrics).not.toContain('fastify_gcra_requests_total{route="POST /predict/explain"')
+    // the other routes are enforced
+    const predicted = await app.inject(post('/predict', { input: [5.1, 3.5, 1.4, 0.2] }, 'demo-free-key'))
+    expect(predicted.statusCode).toBe(200)
+    expect((await app.inject('/metrics')).body).toContain('fastify_gcra_requests_total{route="POST /predict",tier="free",outcome="admitted"} 1')
   })
 })
 

@@ -10,8 +10,9 @@ afterEach(async () => { await Promise.all([...running].map(a => a.close())); run
 
 export type DemoLimits = typeof LIMITS
 
-export async function startDemo (store: StoreCase, limits: Partial<DemoLimits> = {}, prefix = randomPrefix(), warmupMs = 0): Promise<{ app: FastifyInstance, url: string }> {
-  const app = await buildApp({ redisUrl: store.name === 'redis' ? redisUrl : undefined, limits: { ...LIMITS, ...limits }, prefix, warmupMs }) as FastifyInstance
+/** `shadow`: as the demo's `SHADOW` variable gives it (true, or route URLs). */
+export async function startDemo (store: StoreCase, limits: Partial<DemoLimits> = {}, prefix = randomPrefix(), warmupMs = 0, shadow: boolean | string[] = false): Promise<{ app: FastifyInstance, url: string }> {
+  const app = await buildApp({ redisUrl: store.name === 'redis' ? redisUrl : undefined, limits: { ...LIMITS, ...limits }, prefix, warmupMs, shadow }) as FastifyInstance
   running.add(app)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as { port: number }
