@@ -9,7 +9,7 @@ import type { RouteRateLimitConfig } from './options/types.js'
 export interface PolicyState {
   /** The policy's name, as in `RateLimit-Policy`. */
   readonly name: string
-  /** Units per window for this caller's tier: max · multiplier (draft-10 `q`). */
+  /** Units per window for this caller's tier: max · multiplier (`RateLimit-Policy` advertises the capacity as `q`, see docs/limits.md). */
   readonly quota: number
   /** Units a full bucket can spend at once: burst · multiplier. */
   readonly burst: number

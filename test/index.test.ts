@@ -34,7 +34,8 @@ describe.each(storeCases)('plugin on the $name store', (store) => {
     app.get('/c', { config: { rateLimit: { limits: [{ max: 5, per: 10_000 }] } } }, ok)
     expect(await statuses(app, 5, '/a')).toEqual([200, 200, 200, 200, 429])
     const a = await app.inject('/a')
-    expect(a.headers['ratelimit-policy']).toBe('"burst4";q=2;w=60')
+    // the burst is the capacity: 4 units, refilled at 2 a minute in 2 minutes
+    expect(a.headers['ratelimit-policy']).toBe('"burst4";q=4;w=120')
     expect(a.headers['retry-after']).toBe('30')
     expect((await app.inject('/b')).headers['ratelimit-policy']).toBe('"100/15 minutes";q=100;w=900')
     expect((await app.inject('/c')).headers['ratelimit-policy']).toBe('"5/10 seconds";q=5;w=10')

@@ -45,3 +45,13 @@ export function concurrencyInfo (limit: number, tier: string | null): RateLimitI
   return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: 1000, cost: 1, tier, maxCost: limit, policies: [policy], degraded: false, delayedMs: 0, shadow: false }
 }
 
+/**
+ * The view of a request the plugin answers 503 (the store unavailable, reduced capacity):
+ * refused for now, retry in a second, no bucket state. Only shadow mode gives it to a
+ * handler; enforced, such a request never reaches one.
+ */
+export function unavailableInfo (set: PolicySet | undefined, cost: number, tier: string | null, degraded: boolean): RateLimitInfo {
+  const policies = (set?.policies ?? []).map(p => ({ name: p.name, quota: p.quota, burst: p.burst, windowMs: p.windowMs, remaining: 0, resetMs: 0, retryAfterMs: 1000 }))
+  return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: 1000, cost, tier, maxCost: set?.maxCost ?? 0, policies, degraded, delayedMs: 0, shadow: true }
+}
+

@@ -7,15 +7,17 @@ import type { FastifyReply } from 'fastify'
 import { CONCURRENCY } from '../limits/plan.js'
 import type { PolicySet } from '../limits/policy.js'
 import type { NormalisedOptions } from '../options/normalise.js'
-import type { PolicyState, RateLimitInfo } from '../types.js'
+import type { RateLimitInfo } from '../types.js'
 
 const seconds = (ms: number): number => Math.ceil(ms / 1000)
 
-/** The policy a single-policy view (legacy fields) reports: the one that refused, else the one with least left. */
-function mostRestrictive (info: RateLimitInfo): PolicyState {
-  let pick = info.policies[0]!
-  for (const p of info.policies) {
-    if (info.allowed ? p.remaining < pick.remaining : p.retryAfterMs > pick.retryAfterMs) pick = p
+/** The index of the policy a single-policy view (legacy fields) reports: the one that refused, else the one with least left. */
+function mostRestrictive (info: RateLimitInfo): number {
+  let pick = 0
+  for (let i = 1; i < info.policies.length; i++) {
+    const p = info.policies[i]!
+    const best = info.policies[pick]!
+    if (info.allowed ? p.remaining < best.remaining : p.retryAfterMs > best.retryAfterMs) pick = i
   }
   return pick
 }
@@ -40,8 +42,10 @@ export function setRateLimitHeaders (reply: FastifyReply, mode: NormalisedOption
   setPolicyHeader(reply, mode, set)
   if (mode !== 'legacy') reply.header('ratelimit', rateLimitField(info))
   if (mode !== 'draft') {
-    const p = mostRestrictive(info)
-    reply.header('x-ratelimit-limit', Math.floor(p.quota))
+    const i = mostRestrictive(info)
+    const p = info.policies[i]!
+    // the policy's advertised q (its capacity at least), so that Limit ≥ Remaining
+    reply.header('x-ratelimit-limit', set.policies[i]?.advertisedQuota ?? Math.max(Math.ceil(p.quota), p.remaining))
     reply.header('x-ratelimit-remaining', p.remaining)
     reply.header('x-ratelimit-reset', seconds(p.resetMs))
   }

@@ -10,7 +10,7 @@ import type {
   FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, onResponseHookHandler, preHandlerHookHandler,
 } from 'fastify'
 import { capacitiesWithDelay, holdUs, type StoreDecision } from '../decision/decide.js'
-import { concurrencyInfo, toInfo } from '../decision/info.js'
+import { concurrencyInfo, neverFits, toInfo, unavailableInfo } from '../decision/info.js'
 import type { Engine } from '../engine.js'
 import { FST_GCRA_INVALID_COST, describeKind } from '../errors.js'
 import type { SlotOutcome } from '../inference/concurrency.js'
@@ -127,10 +127,12 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     if (outcome.refused === 'store') {
       state.outcome = 'store_unavailable'
       state.storeFailed = true
+      if (shadow) request.rateLimit = unavailableInfo(undefined, 1, state.tier, true)
       return refuse(state, () => sendStoreUnavailable(reply))
     }
     if (outcome.refused === 'route') {
       state.outcome = 'reduced_capacity'
+      if (shadow) request.rateLimit = shadowed(concurrencyInfo(outcome.limit, state.tier))
       return refuse(state, () => sendRouteBusy(reply, outcome.limit))
     }
     state.outcome = 'concurrency_refused'
@@ -200,7 +202,9 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     if (full !== set && !exceedsCapacity(full, incrementsFor(full.policies, cost))) {
       state.outcome = 'reduced_capacity'
       setPolicyHeader(reply, headers, set)
-      return refuse(state, () => sendReducedCapacity(reply))
+      const over = incrementsFor(set.policies, cost)
+      if (shadow) request.rateLimit = unavailableInfo(set, cost, state.tier, false)
+      return refuse(state, () => sendReducedCapacity(reply, set.policies.filter((_, i) => over[i]! > set.capacitiesUs[i]!).map(p => p.name)))
     }
     // not a rate-limit event, but still a limited response: read the state to report it
     return andThen(decide(state, set, set.unitIncrements, false), (decision) => {
@@ -212,6 +216,7 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
         fields(reply, set, info, state)
       } else {
         setPolicyHeader(reply, headers, set)
+        if (shadow) request.rateLimit = { ...neverFits(full, cost, state.tier), degraded: true, shadow }
       }
       return refuse(state, () => sendCostTooLarge(reply, full, cost, state.tier !== null && plan.tiers.has(state.tier) ? state.tier : null))
     })
@@ -235,6 +240,7 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
         return true
       }
       state.outcome = 'store_unavailable'
+      if (shadow) request.rateLimit = unavailableInfo(set, cost, state.tier, true)
       return refuse(state, () => sendStoreUnavailable(reply))
     }
     if (!charge && storeReply.allowed) {

@@ -79,8 +79,8 @@ export function sendCostTooLarge (reply: FastifyReply, set: PolicySet, cost: num
 }
 
 /** A 503 with `Retry-After: 1` and a problem body: the plugin's answers of "not now, and not your fault". */
-function sendUnavailable (reply: FastifyReply, type: string, title: string, detail: string): void {
-  reply.code(503).header('retry-after', 1).type(PROBLEM_JSON).send({ type, title, status: 503, detail })
+function sendUnavailable (reply: FastifyReply, type: string, title: string, detail: string, extra?: Record<string, unknown>): void {
+  reply.code(503).header('retry-after', 1).type(PROBLEM_JSON).send({ type, title, status: 503, detail, ...extra })
 }
 
 /** 503: the route holds as many requests as it can serve (its `concurrency.route`). */
@@ -88,9 +88,15 @@ export function sendRouteBusy (reply: FastifyReply, limit: number): void {
   sendUnavailable(reply, TEMPORARY_REDUCED_CAPACITY, 'Temporary reduced capacity', `This route is serving as many requests as it can (${limit} at once). Retry in 1 second.`)
 }
 
-/** 503: at the scale admitted now, this request's cost cannot fit; at full scale it would. */
-export function sendReducedCapacity (reply: FastifyReply): void {
-  sendUnavailable(reply, TEMPORARY_REDUCED_CAPACITY, 'Temporary reduced capacity', 'This route admits less than usual for now, too little for this request. Retry in 1 second.')
+/**
+ * 503: at the scale admitted now, this request's cost cannot fit; at full scale it would.
+ * `violated`: the policies whose scaled capacity the cost exceeds.
+ */
+export function sendReducedCapacity (reply: FastifyReply, violated: readonly string[]): void {
+  const which = violated.length === 0 ? '' : ` (${violated.length === 1 ? 'limit' : 'limits'} ${quotedList(violated)})`
+  sendUnavailable(reply, TEMPORARY_REDUCED_CAPACITY, 'Temporary reduced capacity',
+    `This route admits less than usual for now${which}, too little for this request. Retry in 1 second.`,
+    { 'violated-policies': [...violated] })
 }
 
 /** 503 while the store cannot be reached and `onStoreError` is 'deny'. */

@@ -183,7 +183,9 @@ export class Planner {
       tiers.set(name, override === undefined ? make(limits, multiplier, multiplier) : make(override, 1, multiplier))
     }
     const base = make(limits, 1, 1)
-    // sets at a lower scale: the tier's multiplier times the scale, built on first use
+    // sets at a lower scale, built on first use: the route's own limits (and its tier's) at
+    // the tier's multiplier times the scale; the global limits are quotas, charged and
+    // advertised at scale 1 (the same buckets, capacity and field as at full scale)
     const scaledSets = new Map<string, PolicySet>()
     const scaled = (tier: string | null, hundredths: number): PolicySet => {
       const known = tier !== null && this.#opts.tiers.has(tier) ? tier : null
@@ -193,7 +195,7 @@ export class Planner {
         const factor = hundredths / 100
         const multiplier = known === null ? 1 : this.#opts.tiers.get(known)!
         const override = known === null ? undefined : tierLimits.get(known)
-        set = override === undefined ? make(limits, multiplier * factor, multiplier * factor) : make(override, factor, multiplier * factor)
+        set = override === undefined ? make(limits, multiplier * factor, multiplier) : make(override, factor, multiplier)
         scaledSets.set(id, set)
       }
       return set

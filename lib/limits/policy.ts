@@ -5,6 +5,7 @@
  */
 import { incrementUs, maxCost, toBucket, type Bucket } from '../gcra/math.js'
 import { hashIdentity } from '../identity/hash.js'
+import { advertise } from './advertise.js'
 import type { Limit } from './limit.js'
 
 export interface Policy extends Bucket {
@@ -16,6 +17,13 @@ export interface Policy extends Bucket {
   /** burst · multiplier. */
   readonly burst: number
   readonly windowMs: number
+  /**
+   * The `q` of `RateLimit-Policy` (and `X-RateLimit-Limit`): an integer, at least the
+   * capacity (so ≥ any `r`), with `q / w` the true rate `quota / windowMs`.
+   */
+  readonly advertisedQuota: number
+  /** The `w` of `RateLimit-Policy`: whole seconds ≥ 1. */
+  readonly advertisedWindowS: number
 }
 
 /** Every policy one request is checked against, for one tier. */
@@ -46,6 +54,7 @@ function quoted (name: string): string {
 
 export function buildPolicy (limit: Limit, multiplier: number, scopeId: string): Policy {
   const bucket = toBucket(limit.max, limit.perMs, limit.burst, multiplier)
+  const advertised = advertise(limit.max, limit.perMs, limit.burst, multiplier, Math.floor(maxCost(bucket)))
   return Object.freeze({
     ...bucket,
     name: limit.name,
@@ -53,6 +62,8 @@ export function buildPolicy (limit: Limit, multiplier: number, scopeId: string):
     quota: limit.max * multiplier,
     burst: limit.burst * multiplier,
     windowMs: limit.perMs,
+    advertisedQuota: advertised.quota,
+    advertisedWindowS: advertised.windowS,
   })
 }
 
@@ -70,7 +81,7 @@ export function buildSet (policies: readonly Policy[], fixedCost: number | undef
     policies,
     capacitiesUs: policies.map(p => p.capacityUs),
     maxCost: policies.reduce((least, p) => Math.min(least, maxCost(p)), Infinity),
-    policyField: policies.map(p => `${quoted(p.name)};q=${Math.floor(p.quota)};w=${Math.max(1, Math.ceil(p.windowMs / 1000))}`).join(', '),
+    policyField: policies.map(p => `${quoted(p.name)};q=${p.advertisedQuota};w=${p.advertisedWindowS}`).join(', '),
     unitIncrements: increments(1),
     fixedIncrements: fixedCost === undefined ? undefined : increments(fixedCost),
   })

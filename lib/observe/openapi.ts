@@ -70,7 +70,9 @@ export const COST_TOO_LARGE_SCHEMA: Schema = problem(413, 'about:blank', {
 
 export const STORE_UNAVAILABLE_SCHEMA: Schema = problem(503, 'about:blank', {}, [])
 
-export const REDUCED_CAPACITY_SCHEMA: Schema = problem(503, TEMPORARY_REDUCED_CAPACITY, {}, [])
+export const REDUCED_CAPACITY_SCHEMA: Schema = problem(503, TEMPORARY_REDUCED_CAPACITY, {
+  'violated-policies': { type: 'array', items: { type: 'string' }, description: 'At a reduced scale: the limits too small for this request for now (absent when the route is at its concurrency capacity)' },
+}, [])
 
 /** Whether a request of this route can get a 413: a cost that no bucket of some tier can ever hold. */
 export function canBeTooLarge (plan: RoutePlan): boolean {

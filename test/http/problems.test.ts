@@ -44,6 +44,22 @@ describe.each(storeCases)('rate-limit fields and bodies on the $name store', (st
     expect(body.detail).toBe('Limits "1/minute" and "global 1/hour" exceeded: this request costs 1 unit. Retry in 3600 seconds.')
   })
 
+  it('names, in the 503 of reduced capacity, the policies whose scaled capacity the cost exceeds', async () => {
+    const app = await appWith(store, { global: ['100/hour'] })
+    app.get('/p', { config: { rateLimit: { limits: ['10/minute', { max: 20, per: '1 minute', name: 'wide' }, { max: 6, per: '1 second', name: 'fast' }], cost: 6 } } }, ok)
+    app.rateLimiter.setScale(0.5, 'GET /p')
+    const res = await app.inject('/p')
+    expect(res.statusCode).toBe(503)
+    expect(res.headers['retry-after']).toBe('1')
+    expect(res.json()).toEqual({
+      type: 'https://iana.org/assignments/http-problem-types#temporary-reduced-capacity',
+      title: 'Temporary reduced capacity',
+      status: 503,
+      detail: 'This route admits less than usual for now (limits "10/minute" and "fast"), too little for this request. Retry in 1 second.',
+      'violated-policies': ['10/minute', 'fast'],
+    })
+  })
+
   it('lets errorResponseBuilder replace the 429 body', async () => {
     const app = await appWith(store, {
       errorResponseBuilder: (req, ctx) => ({ error: 'slow down', wait: ctx.retryAfterSeconds, limits: ctx.violated.map(p => p.name), url: req.url }),

@@ -44,7 +44,7 @@ describe('policy sets', () => {
   })
 
   it('write the RateLimit-Policy field once, one item per policy', () => {
-    expect(buildSet([perMinute, perDay], undefined).policyField).toBe('"10/minute";q=10;w=60, "100/day burst 3";q=100;w=86400')
+    expect(buildSet([perMinute, perDay], undefined).policyField).toBe('"10/minute";q=10;w=60, "100/day burst 3";q=3;w=2592')
   })
 
   it('get a new id each, so the deny cache never mixes two sets', () => {

@@ -64,7 +64,8 @@ describe.each(storeCases)('scaling admitted rates ($name)', (store) => {
     const { intervalUs: T, capacityUs: D } = toBucket(7, 60_000, 3, 0.37)
     // 3 × 0.37 = 1.11 units of burst: one request now, the next when TAT − now ≤ D − T
     expect(res.headers.ratelimit).toBe(`"7/minute burst 3";r=0;t=${Math.ceil(Math.ceil((2 * T - D) / 1000) / 1000)}`)
-    expect(res.headers['ratelimit-policy']).toBe('"7/minute burst 3";q=2;w=60')
+    // q/w is 2.59 a minute exactly: the shortest whole window with a whole q (≥ 1.11) is 100 minutes
+    expect(res.headers['ratelimit-policy']).toBe('"7/minute burst 3";q=259;w=6000')
     const refused = await app.inject('/a')
     expect(refused.statusCode).toBe(429)
   })
@@ -78,6 +79,45 @@ describe.each(storeCases)('scaling admitted rates ($name)', (store) => {
     expect(app.logs.some(l => l.err?.code === 'FST_GCRA_INVALID_SCALE')).toBe(true)
     expect(await admitted(app, 12, '/big')).toBe(10)
     expect(app.logs.filter(l => /outside \(0, 1\]/.test(l.msg))).toHaveLength(1)
+  })
+})
+
+describe.each(storeCases)('a scale and the global limits ($name)', (store) => {
+  it('slows the route\'s own limits; the global ones are quotas, advertised and charged at scale 1', async () => {
+    const app = await appWith(store, { global: ['100/hour'] })
+    app.get('/scaled', { config: { rateLimit: { limits: ['10/minute'] } } }, ok)
+    app.get('/plain', { config: { rateLimit: { limits: ['10/minute'] } } }, ok)
+    app.rateLimiter.setScale(0.5, 'GET /scaled')
+    const plain = await app.inject('/plain')
+    const scaled = await app.inject('/scaled')
+    expect(plain.headers['ratelimit-policy']).toBe('"10/minute";q=10;w=60, "global 100/hour";q=100;w=3600')
+    expect(scaled.headers['ratelimit-policy']).toBe('"10/minute";q=5;w=60, "global 100/hour";q=100;w=3600')
+    expect(scaled.headers.ratelimit).toMatch(/^"10\/minute";r=4;t=12, "global 100\/hour";r=98;t=\d+$/)
+    // N requests on the scaled route spend N units of the global quota, not 2N
+    expect(await admitted(app, 4, '/scaled')).toBe(4)
+    expect((await app.inject('/plain')).headers.ratelimit).toMatch(/"global 100\/hour";r=93;/)
+  })
+
+  it('a route\'s scale function with a tier: the tier\'s multiplier on both, the scale on the route\'s own only', async () => {
+    const app = await appWith(store, { global: ['20/hour'], tiers: { pro: 2 }, tier: () => 'pro' })
+    app.get('/a', { config: { rateLimit: { limits: ['10/minute'], scale: () => 0.5 } } }, ok)
+    const res = await app.inject('/a')
+    expect(res.headers['ratelimit-policy']).toBe('"10/minute";q=10;w=60, "global 20/hour";q=40;w=3600')
+    expect(res.headers.ratelimit).toMatch(/^"10\/minute";r=9;t=6, "global 20\/hour";r=39;t=\d+$/)
+    expect(await admitted(app, 12, '/a')).toBe(9)
+    expect((await app.inject('/a')).headers.ratelimit).toMatch(/"global 20\/hour";r=30;/)
+  })
+
+  it('a cost beyond the global capacity stays a 413 at any scale; one beyond the scaled route limit is a 503 naming it', async () => {
+    const app = await appWith(store, { global: [{ max: 6, per: '1 hour', name: 'daily-ish' }] })
+    app.get('/a', { config: { rateLimit: { limits: ['10/minute'], cost: (r) => Number(r.headers['x-cost']) } } }, ok)
+    app.rateLimiter.setScale(0.4, 'GET /a')
+    const reduced = await app.inject({ url: '/a', headers: { 'x-cost': '5' } })
+    expect(reduced.statusCode).toBe(503)
+    expect(reduced.json()['violated-policies']).toEqual(['10/minute'])
+    expect(reduced.headers['ratelimit-policy']).toBe('"10/minute";q=4;w=60, "daily-ish";q=6;w=3600')
+    expect((await app.inject({ url: '/a', headers: { 'x-cost': '7' } })).statusCode).toBe(413)
+    expect((await app.inject({ url: '/a', headers: { 'x-cost': '4' } })).statusCode).toBe(200)
   })
 })
 
@@ -120,6 +160,7 @@ describe.each(storeCases)('a scale too low for a cost ($name)', (store) => {
     expect(reduced.statusCode).toBe(503)
     expect(reduced.headers['retry-after']).toBe('1')
     expect(reduced.json().type).toBe('https://iana.org/assignments/http-problem-types#temporary-reduced-capacity')
+    expect(reduced.json()['violated-policies']).toEqual(['10/minute'])
     expect((await app.inject('/huge')).statusCode).toBe(413)
     app.rateLimiter.setScale(1)
     expect((await app.inject('/a')).statusCode).toBe(200)
