@@ -68,6 +68,11 @@ export class Decider {
    * admissions the store never saw, so a flapping store cannot start it afresh each time.
    */
   #fallback: MemoryStore | undefined
+  /**
+   * The longest delay of the app's routes (µs): a bucket may hold charges that far past its
+   * capacity, and every decision and settle reads them as they are.
+   */
+  #reachUs = 0
 
   constructor (store: RateLimitStore, guard: StoreGuard, prefix: string, log: FastifyBaseLogger) {
     this.store = store
@@ -83,6 +88,15 @@ export class Decider {
       store.onReconnect(() => denyCache.clear())
       guard.onRecovered = () => denyCache.clear()
     }
+  }
+
+  get reachUs (): number {
+    return this.#reachUs
+  }
+
+  /** A route with this delay is limited: buckets may now stand that far past their capacity. */
+  reach (delayUs: number): void {
+    if (delayUs > this.#reachUs) this.#reachUs = delayUs
   }
 
   /** The head of every store key of one caller: the prefix and the caller's hash tag. */
@@ -106,30 +120,32 @@ export class Decider {
     // refusal remembered for its caller
     const free = !incrementsUs.some(inc => inc !== 0)
     const charge = how.charge && !free
-    const caps = capacitiesWithDelay(set, how.delayUs ?? 0)
-    if (how.storeFailed === true) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), this.keys(hashedKey, set), caps, incrementsUs, charge, onStoreError)
+    const delayUs = how.delayUs ?? 0
+    const caps = capacitiesWithDelay(set, delayUs)
+    const slack = this.#reachUs > delayUs ? this.#reachUs - delayUs : 0
+    if (how.storeFailed === true) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), this.keys(hashedKey, set), caps, incrementsUs, charge, slack, onStoreError)
     const denyCache = this.denyCache
     if (denyCache !== undefined && !free) {
       // a refused caller's flood is answered here, before any key is built
-      const refused = denyCache.check(hashedKey, set.id, caps, incrementsUs)
+      const refused = denyCache.check(hashedKey, set.id, caps, incrementsUs, slack)
       if (refused !== undefined) return { reply: refused, degraded: false }
     }
     const keys = this.keys(hashedKey, set)
     const sentAtUs = denyCache === undefined ? 0 : localClockUs()
     return this.guard.call(
       hashedKey,
-      () => this.store.decide(keys, caps, incrementsUs, charge),
+      () => this.store.decide(keys, caps, incrementsUs, charge, slack),
       (reply): StoreDecision => {
         if (!reply.allowed) denyCache?.remember(hashedKey, set.id, reply, sentAtUs)
         return { reply, degraded: false }
       },
-      error => this.#fallBack(error, keys, caps, incrementsUs, charge, onStoreError),
+      error => this.#fallBack(error, keys, caps, incrementsUs, charge, slack, onStoreError),
     )
   }
 
-  #fallBack (error: unknown, keys: string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, onStoreError: StoreErrorPolicy): StoreDecision {
+  #fallBack (error: unknown, keys: string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs: number, onStoreError: StoreErrorPolicy): StoreDecision {
     if (onStoreError !== 'local') return { reply: undefined, degraded: true, error }
-    return { reply: this.fallback().decide(keys, capacitiesUs, incrementsUs, charge), degraded: true }
+    return { reply: this.fallback().decide(keys, capacitiesUs, incrementsUs, charge, slackUs), degraded: true }
   }
 
   /** This process's GCRA while the store fails ('local'). */

@@ -95,14 +95,14 @@ export class DenyCache {
    * A refusal decided locally, or undefined when only the store can tell (then the
    * snapshot is dropped: it no longer refuses anything).
    */
-  check (caller: string, setId: number, capacitiesUs: readonly number[], incrementsUs: readonly number[]): StoreReply | undefined {
+  check (caller: string, setId: number, capacitiesUs: readonly number[], incrementsUs: readonly number[], slackUs = 0): StoreReply | undefined {
     const sets = this.#entries.get(caller)
     const entry = sets?.get(setId)
     if (entry === undefined) return undefined
     const localUs = localClockUs()
     const nowUs = localUs + entry.offsetUs
     const tatsUs: number[] = []
-    if (localUs - entry.atUs > MAX_AGE_US || decide(entry.tatsUs, capacitiesUs, incrementsUs, nowUs, tatsUs, false)) {
+    if (localUs - entry.atUs > MAX_AGE_US || decide(entry.tatsUs, capacitiesUs, incrementsUs, nowUs, tatsUs, false, slackUs)) {
       sets!.delete(setId)
       if (sets!.size === 0) this.#entries.delete(caller)
       return undefined

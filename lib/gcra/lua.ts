@@ -11,7 +11,9 @@ KEYS        the buckets of decision 1, then of decision 2, ...; on a Cluster eve
 ARGV[1]     m, the number of decisions
 ARGV[2]     s, the number of bucket lists (the capacities and increments of a policy set at
             a cost, sent once for every decision that uses them)
-then s lists: n, then per bucket: cap, inc (capacity D and increment c*T, integer us)
+then s lists: n, slack, then per bucket: cap, inc (what admits: capacity D plus a route's
+            delay; the increment c*T; integer us). A stored TAT beyond now + cap + slack
+            is a larger limit's leftover: read as now + cap + slack (an empty bucket)
 then m decisions: the index of its list (1..s), mode ('1' = charge when every bucket
             admits; '0' = check only, write nothing); its n keys are the next n KEYS
 clock       %CLOCK_DOC%
@@ -28,11 +30,11 @@ reads       every key once, at the start; a key written earlier in the call is r
  * inlined in the decision and the settle scripts: what is not a finite number is absent,
  * a past TAT carries no state, one beyond now + D counts as an empty bucket.
  */
-const startTat = (stored: string): string => `  local tat = tonumber(${stored})
+const startTat = (stored: string, ceiling = 'cap'): string => `  local tat = tonumber(${stored})
   if tat == nil or tat ~= tat or tat <= now or tat == math.huge then
     tat = now
-  elseif tat > now + cap then
-    tat = now + cap
+  elseif tat > now + ${ceiling} then
+    tat = now + ${ceiling}
   end`
 
 /** One Redis: every key declared, read at once. */
@@ -64,26 +66,27 @@ local a = base + 2
 local lists = {}
 for j = 1, tonumber(ARGV[base + 1]) do
   local n = tonumber(ARGV[a])
+  local slack = tonumber(ARGV[a + 1])
   local caps, incs = {}, {}
   for i = 1, n do
-    caps[i] = tonumber(ARGV[a + 2 * i - 1])
-    incs[i] = tonumber(ARGV[a + 2 * i])
+    caps[i] = tonumber(ARGV[a + 2 * i])
+    incs[i] = tonumber(ARGV[a + 1 + 2 * i])
   end
-  lists[j] = { n, caps, incs }
-  a = a + 1 + 2 * n
+  lists[j] = { n, caps, incs, slack }
+  a = a + 2 + 2 * n
 end
 local k = 0
 for d = 1, tonumber(ARGV[base]) do
   local list = lists[tonumber(ARGV[a])]
   local charge = ARGV[a + 1] == '1'
   a = a + 2
-  local n, caps, incs = list[1], list[2], list[3]
+  local n, caps, incs, slack = list[1], list[2], list[3], list[4]
   local at = #reply + 1
   local allowed = 1
   for i = 1, n do
     local cap = caps[i]
     local own = written[keys[k + i]]
-${startTat('own or stored[k + i]')}
+${startTat('own or stored[k + i]', 'cap + slack')}
     reply[at + i] = tat
     if tat + incs[i] - now > cap then allowed = 0 end
   end
@@ -130,12 +133,13 @@ export const GCRA_LUA_FIXED_CLOCK = HEADER.replace('%CLOCK_DOC%', 'ARGV[#ARGV], 
 
 const SETTLE_HEADER = `--[[ fastify-gcra: settle a charge, atomically over every bucket of a request
 KEYS[i]     bucket i (one {hash tag}, one Cluster slot)
-ARGV[2i-1]  bucket i: capacity D, integer microseconds
+ARGV[2i-1]  bucket i: the most its TAT may stand past now (capacity D plus the longest
+            delay of the app's routes), integer microseconds
 ARGV[2i]    bucket i: the TAT's change, integer microseconds (negative: a refund)
 clock       %CLOCK_DOC%
 reply       { 1, now (us), tat_1 (us), ..., tat_n (us) }: TATs after the change, at least now
-writes      KEYS[i] = start + change, at most now + D (start as in a decision: max(stored, now),
-            at most now + D), with PX = ceil((TAT - now) / 1000) ms; a TAT at or before now
+writes      KEYS[i] = start + change, at most now + that (start as in a decision: max(stored,
+            now), at most now + that), with PX = ceil((TAT - now) / 1000) ms; a TAT at or before now
             is a full bucket: DEL
 ]]`
 

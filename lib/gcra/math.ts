@@ -55,6 +55,10 @@ export function startTat (stored: number | undefined | null, nowUs: number, capa
  * Decide a request over all its buckets at once. `tats` receives the TAT of every bucket
  * after the decision: the new ones when allowed, the unchanged (start) ones when refused.
  * Returns whether every bucket admits the request.
+ *
+ * `capacitiesUs` are what admits (D, plus a route's delay); `slackUs` how far past them a
+ * stored TAT is still true state rather than a larger limit's leftover (the longest delay
+ * of the app's routes, less this decision's): `startTat` reads a TAT up to now + cap + slack.
  */
 export function decide (
   stored: ArrayLike<number | undefined | null>,
@@ -63,11 +67,12 @@ export function decide (
   nowUs: number,
   tats: number[],
   charge = true,
+  slackUs = 0,
 ): boolean {
   const n = capacitiesUs.length
   let allowed = true
   for (let i = 0; i < n; i++) {
-    const tat = startTat(stored[i], nowUs, capacitiesUs[i]!)
+    const tat = startTat(stored[i], nowUs, capacitiesUs[i]! + slackUs)
     tats[i] = tat
     if (tat + incrementsUs[i]! - nowUs > capacitiesUs[i]!) allowed = false
   }

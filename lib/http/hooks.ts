@@ -173,26 +173,28 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
 
   function decideCost (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number, incrementsUs: readonly number[], charge: boolean): Step {
     if (exceedsCapacity(set, incrementsUs)) return tooLarge(request, reply, state, set, cost)
-    // a charge that may be held takes a place among the `maxDelayed` first; with none left
-    // it is decided without delay (admitted at once, or refused). A check or a shadow
-    // decision holds nothing.
-    let delayUs = plan.delayUs
-    const reserved = delayUs > 0 && charge && !shadow && holds.reserve()
-    if (delayUs > 0 && charge && !shadow && !reserved) delayUs = 0
-    let decided: MaybePromise<StoreDecision>
-    try {
-      decided = decide(state, set, incrementsUs, charge, delayUs)
-    } catch (error) {
-      if (reserved) holds.unreserve()
-      throw error
-    }
-    if (!isThenable(decided)) return answer(request, reply, state, set, cost, incrementsUs, charge, decided, delayUs, reserved)
-    return decided.then(
-      decision => answer(request, reply, state, set, cost, incrementsUs, charge, decision, delayUs, reserved),
-      (error: unknown) => {
-        if (reserved) holds.unreserve()
+    const delayUs = plan.delayUs
+    const finish = (decision: StoreDecision, usedUs: number, reserved: boolean): Step => answer(request, reply, state, set, cost, incrementsUs, charge, decision, usedUs, reserved)
+    // a check, a shadow decision (never held) or a route without delay: one decision
+    if (delayUs === 0 || !charge || shadow) return andThen(decide(state, set, incrementsUs, charge, delayUs), d => finish(d, delayUs, false)) as Step
+    // shaping: a request that fits now is admitted at once; one that does not (charged
+    // nothing) takes a place among the `maxDelayed` and is decided again with the delay:
+    // held until its slot, or refused. With no place left, it stays refused.
+    return andThen(decide(state, set, incrementsUs, true, 0), (now): Step => {
+      if (now.reply === undefined || now.reply.allowed || !holds.reserve()) return finish(now, 0, false)
+      let later: MaybePromise<StoreDecision>
+      try {
+        later = decide(state, set, incrementsUs, true, delayUs)
+      } catch (error) {
+        holds.unreserve()
+        throw error
+      }
+      if (!isThenable(later)) return finish(later, delayUs, true)
+      return later.then(d => finish(d, delayUs, true), (error: unknown) => {
+        holds.unreserve()
         throw error
       })
+    }) as Step
   }
 
   /** A cost no wait can make fit: 413; or 503 when it fits the route at full scale (the service admits less for now). */
@@ -256,7 +258,7 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     if (info.allowed) {
       state.outcome = decision.degraded ? 'admitted_locally' : heldMs > 0 ? 'delayed' : 'admitted'
       // a free request was charged nothing: it has nothing to settle
-      const charged = cost > 0 ? { set, incrementsUs, capacitiesUs: capacitiesWithDelay(set, delayUs), cost, locally: decision.degraded } : undefined
+      const charged = cost > 0 ? { set, incrementsUs, ceilingsUs: capacitiesWithDelay(set, decider.reachUs), cost, locally: decision.degraded } : undefined
       state.charged = charged
       if (heldMs === 0 || shadow) return true
       // its slot is `heldMs` away: served then, unless the client leaves first (then the

@@ -48,7 +48,7 @@ export class RoutePlanner {
     const limits = settings?.limits ?? options.limits ?? []
     // no config and nothing app-wide: the route is simply not limited
     if (settings === undefined && limits.length === 0 && options.global.length === 0) return undefined
-    return planner.route({
+    const plan = planner.route({
       label,
       scopeId: settings?.scope !== undefined ? namedScope(settings.scope) : this.#ownScope(route, methods, place, label),
       limits,
@@ -63,6 +63,9 @@ export class RoutePlanner {
       delayMs: settings?.delayMs ?? options.delayMs,
       shadow: settings?.shadow ?? options.shadow,
     })
+    // its held charges may take buckets it shares past their capacity: every decision must see them
+    this.#engine.decider.reach(plan.delayUs)
+    return plan
   }
 
   #ownScope (route: RouteOptions, methods: readonly string[], place: string, label: string): string {

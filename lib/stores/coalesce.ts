@@ -17,6 +17,8 @@ export interface Waiting {
   readonly capacitiesUs: readonly number[]
   readonly incrementsUs: readonly number[]
   readonly charge: boolean
+  /** How far past its capacities a stored TAT is read as it is (see `BucketStore.decide`); default 0. */
+  readonly slackUs?: number
   resolve (reply: StoreReply): void
   reject (error: unknown): void
 }
@@ -152,23 +154,26 @@ export class Coalescer {
 
 /**
  * A call's arguments: every decision's keys, in order; then ARGV: m, the bucket lists
- * (capacities and increments, each sent once however many decisions use it: a route's
- * fixed cost is one list), and per decision the index of its list and its mode.
+ * (slack, capacities and increments, each sent once however many decisions use it: a
+ * route's fixed cost is one list), and per decision the index of its list and its mode.
  */
 export function encode (batch: readonly Waiting[]): { keys: string[], argv: Array<string | number> } {
   const keys: string[] = []
-  const lists = new Map<readonly number[], Map<readonly number[], number>>()
+  const lists = new Map<readonly number[], Map<readonly number[], Map<number, number>>>()
   const listArgs: Array<string | number> = []
   const decisionArgs: Array<string | number> = []
   let count = 0
   for (const d of batch) {
     let byIncrements = lists.get(d.capacitiesUs)
     if (byIncrements === undefined) lists.set(d.capacitiesUs, byIncrements = new Map())
-    let index = byIncrements.get(d.incrementsUs)
+    let bySlack = byIncrements.get(d.incrementsUs)
+    if (bySlack === undefined) byIncrements.set(d.incrementsUs, bySlack = new Map())
+    const slack = d.slackUs ?? 0
+    let index = bySlack.get(slack)
     if (index === undefined) {
-      byIncrements.set(d.incrementsUs, index = ++count)
+      bySlack.set(slack, index = ++count)
       const n = d.keys.length
-      listArgs.push(n)
+      listArgs.push(n, slack)
       for (let i = 0; i < n; i++) listArgs.push(d.capacitiesUs[i]!, d.incrementsUs[i]!)
     }
     for (const key of d.keys) keys.push(key)

@@ -26,8 +26,10 @@ export interface BucketStore {
   /**
    * Decide one request over its buckets atomically, with the store's own clock. When
    * `charge` is true and every bucket admits, record the new TATs; otherwise write nothing.
+   * `capacitiesUs` admit (D plus a route's delay); a stored TAT up to `slackUs` past them is
+   * read as it is (held charges of a route with a longer delay), beyond as an empty bucket.
    */
-  decide(keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean): StoreReply | Promise<StoreReply>
+  decide(keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs?: number): StoreReply | Promise<StoreReply>
   /**
    * Settle a charge: add `deltasUs[i]` to bucket i's TAT (negative: a refund) from where it
    * stands now, atomically over every bucket. A TAT that falls to now or before is a full
@@ -74,7 +76,7 @@ export interface StoreTopology {
 /** The memory store: every role answered in this process, synchronously. */
 export interface LocalStore extends BucketStore, SlotStore {
   readonly remote: false
-  decide(keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean): StoreReply
+  decide(keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs?: number): StoreReply
   adjust(keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[]): StoreReply
   acquire(key: string, limit: number, token: string, leaseMs: number): SlotReply
   /** Buckets held now; live buckets evicted because the store was full; slots held. */

@@ -67,7 +67,7 @@ export class MemoryStore implements LocalStore {
     return this.#evictedLive
   }
 
-  decide (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean): StoreReply {
+  decide (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs = 0): StoreReply {
     const nowUs = this.#clock()
     const n = keys.length
     // each key looked up once: the entries found are written in place
@@ -75,7 +75,7 @@ export class MemoryStore implements LocalStore {
     const stored = new Array<number | undefined>(n)
     for (let i = 0; i < n; i++) stored[i] = (found[i] = this.#entries.get(keys[i]!))?.tatUs
     const tatsUs = new Array<number>(n)
-    const allowed = decide(stored, capacitiesUs, incrementsUs, nowUs, tatsUs, charge)
+    const allowed = decide(stored, capacitiesUs, incrementsUs, nowUs, tatsUs, charge, slackUs)
     if (allowed && charge) {
       // the entries found first: moved to the tail, no insertion below can evict them
       for (let i = 0; i < n; i++) if (found[i] !== undefined) this.#touch(found[i]!, tatsUs[i]!)

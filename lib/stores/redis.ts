@@ -12,8 +12,8 @@ import type { RemoteStore, SlotReply, StoreReply } from './contract.js'
 import { withTimeout } from '../util/timeout.js'
 
 // Versioned, so two releases sharing one client never run each other's script.
-const COMMAND = 'fastifyGcraDecideV2'
-const COMMAND_CROSS_SLOT = 'fastifyGcraDecideCrossSlotV2'
+const COMMAND = 'fastifyGcraDecideV3'
+const COMMAND_CROSS_SLOT = 'fastifyGcraDecideCrossSlotV3'
 const SETTLE = 'fastifyGcraSettleV1'
 const ACQUIRE = 'fastifyGcraAcquireV1'
 const RENEW = 'fastifyGcraRenewV1'
@@ -61,11 +61,11 @@ export class RedisStore implements RemoteStore {
   }
 
   /** One decision, sent with the others of this turn bound for the same node. */
-  decide (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean): Promise<StoreReply> {
+  decide (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs = 0): Promise<StoreReply> {
     const key = keys[0]!
     const node = this.#nodeOf(key.slice(key.indexOf('{') + 1, key.indexOf('}')))
     return new Promise((resolve, reject) => {
-      this.#coalescer.add(node, { keys, capacitiesUs, incrementsUs, charge, resolve, reject })
+      this.#coalescer.add(node, { keys, capacitiesUs, incrementsUs, charge, slackUs, resolve, reject })
     })
   }
 

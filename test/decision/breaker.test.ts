@@ -59,9 +59,9 @@ describe.runIf(hasRedis)('the breaker in front of a dead Redis', () => {
     await app.ready()
     // count what reaches the client's script command
     const named = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
-    const original = named.fastifyGcraDecideV2!.bind(client)
+    const original = named.fastifyGcraDecideV3!.bind(client)
     let calls = 0
-    named.fastifyGcraDecideV2 = (...args: unknown[]) => { calls++; return original(...args) }
+    named.fastifyGcraDecideV3 = (...args: unknown[]) => { calls++; return original(...args) }
 
     for (let i = 0; i < 10; i++) expect((await app.inject('/p')).statusCode).toBe(503)
     expect(calls).toBe(3)

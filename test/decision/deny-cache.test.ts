@@ -78,9 +78,9 @@ describe.runIf(hasRedis)('the deny cache in front of Redis', () => {
     app.get('/p', { config: { rateLimit: { limits: [{ max: 10, per: '1s', burst: 2 }] } } }, ok)
     await app.ready()
     const named = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
-    const original = named.fastifyGcraDecideV2!.bind(client)
+    const original = named.fastifyGcraDecideV3!.bind(client)
     let calls = 0
-    named.fastifyGcraDecideV2 = (...args: unknown[]) => { calls++; return original(...args) }
+    named.fastifyGcraDecideV3 = (...args: unknown[]) => { calls++; return original(...args) }
 
     expect(await statuses(app, 3, '/p')).toEqual([200, 200, 429])
     expect(calls).toBe(3)

@@ -283,9 +283,9 @@ describe('a store that fails or hangs', () => {
     app.post('/b', { config: { rateLimit: { limits: ['10/minute'], cost: (req) => (req.body as { n: number }).n } } }, async (req) => ({ rl: req.rateLimit }))
     await app.ready()
     const named = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
-    const original = named.fastifyGcraDecideV2!.bind(client)
+    const original = named.fastifyGcraDecideV3!.bind(client)
     let calls = 0
-    named.fastifyGcraDecideV2 = (...args: unknown[]) => { calls++; return original(...args) }
+    named.fastifyGcraDecideV3 = (...args: unknown[]) => { calls++; return original(...args) }
     const started = Date.now()
     const r = await app.inject({ method: 'POST', url: '/b', payload: { n: 2 } })
     expect(r.statusCode).toBe(200)

@@ -202,14 +202,14 @@ describe.runIf(hasRedis)('concurrency slots in Redis', () => {
     const scripts = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
     let decisions = 0
     const acquire = scripts.fastifyGcraAcquireV1!
-    const decide = scripts.fastifyGcraDecideV2!
+    const decide = scripts.fastifyGcraDecideV3!
     scripts.fastifyGcraAcquireV1 = (...args: unknown[]) => acquire.apply(client, args).then(async (reply) => { await tick(150); return reply })
-    scripts.fastifyGcraDecideV2 = (...args: unknown[]) => { decisions++; return decide.apply(client, args) }
+    scripts.fastifyGcraDecideV3 = (...args: unknown[]) => { decisions++; return decide.apply(client, args) }
     expect((await app.inject(from('10.0.0.1'))).statusCode).toBe(200)
     expect(decisions).toBe(0)
     expect((await app.inject('/metrics')).body).toContain('fastify_gcra_requests_total{route="GET /gen",tier="none",outcome="unchecked"} 1')
     scripts.fastifyGcraAcquireV1 = acquire
-    scripts.fastifyGcraDecideV2 = decide
+    scripts.fastifyGcraDecideV3 = decide
   })
 
   it('is not left behind when a slot request times out but still reaches Redis', async () => {

@@ -97,8 +97,8 @@ describe.runIf(hasRedis)('redis store on Redis Cluster', () => {
     const store = new RedisStore(client, false)
     let calls = 0
     const methods = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
-    const original = methods.fastifyGcraDecideCrossSlotV2!
-    methods.fastifyGcraDecideCrossSlotV2 = function (...args: unknown[]) { calls++; return original.apply(this, args) }
+    const original = methods.fastifyGcraDecideCrossSlotV3!
+    methods.fastifyGcraDecideCrossSlotV3 = function (...args: unknown[]) { calls++; return original.apply(this, args) }
     const prefix = randomPrefix()
     // 60 callers, spread over every master, each asking three times in the same turn
     const tags = Array.from({ length: 60 }, (_, i) => hashIdentity(`caller-${i}`))

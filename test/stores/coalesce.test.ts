@@ -100,8 +100,8 @@ describe.runIf(hasRedis)('coalesced calls on Redis against the model', () => {
     const store = new RedisStore(redis, false)
     let calls = 0
     const client = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
-    const original = client.fastifyGcraDecideV2!
-    client.fastifyGcraDecideV2 = function (...args: unknown[]) { calls++; return original.apply(this, args) }
+    const original = client.fastifyGcraDecideV3!
+    client.fastifyGcraDecideV3 = function (...args: unknown[]) { calls++; return original.apply(this, args) }
     const limits: ModelLimit[] = [{ max: 3, perMs: 1000, burst: 3 }]
     const { caps, incs } = inputs(limits, 1)!
     const prefix = randomPrefix()
@@ -125,14 +125,14 @@ describe('the bounds of a call', () => {
   const recorder = () => {
     const calls: number[] = []
     const coalescer = new Coalescer(async (_node, _keys, argv) => {
-      // m decisions, s lists (n, then n caps and increments), then per decision: list, mode
+      // m decisions, s lists (n, slack, then n caps and increments), then per decision: list, mode
       const m = argv[0] as number
       calls.push(m)
       const sizes: number[] = []
       let a = 2
       for (let j = 0; j < (argv[1] as number); j++) {
         sizes.push(argv[a] as number)
-        a += 1 + 2 * (argv[a] as number)
+        a += 2 + 2 * (argv[a] as number)
       }
       const reply: number[] = [1]
       for (let d = 0; d < m; d++, a += 2) reply.push(1, ...Array<number>(sizes[(argv[a] as number) - 1]!).fill(2))
@@ -160,11 +160,13 @@ describe('the bounds of a call', () => {
     const caps = [5, 7]
     const fixed = [1, 2]
     const other = [3, 4]
-    const d = (i: number, incs: number[], charge = true): Waiting => ({ keys: keys(2, i), capacitiesUs: caps, incrementsUs: incs, charge, resolve: () => {}, reject: () => {} })
+    const d = (i: number, incs: number[], charge = true, slackUs = 0): Waiting => ({ keys: keys(2, i), capacitiesUs: caps, incrementsUs: incs, charge, slackUs, resolve: () => {}, reject: () => {} })
     expect(encode([d(0, fixed), d(1, fixed, false), d(2, other), d(3, fixed)])).toEqual({
       keys: [...keys(2, 0), ...keys(2, 1), ...keys(2, 2), ...keys(2, 3)],
-      argv: [4, 2, 2, 5, 1, 7, 2, 2, 5, 3, 7, 4, 1, '1', 1, '0', 2, '1', 1, '1'],
+      argv: [4, 2, 2, 0, 5, 1, 7, 2, 2, 0, 5, 3, 7, 4, 1, '1', 1, '0', 2, '1', 1, '1'],
     })
+    // the same set and cost with another slack (a route with another delay) is a list of its own
+    expect(encode([d(0, fixed), d(1, fixed, true, 9)]).argv).toEqual([2, 2, 2, 0, 5, 1, 7, 2, 2, 9, 5, 1, 7, 2, 1, '1', 2, '1'])
   })
 
   it('gather the decisions asked while a call is out, and send them together when it is back', async () => {
