@@ -133,24 +133,30 @@ export const GCRA_LUA_FIXED_CLOCK = HEADER.replace('%CLOCK_DOC%', 'ARGV[#ARGV], 
 
 const SETTLE_HEADER = `--[[ fastify-gcra: settle a charge, atomically over every bucket of a request
 KEYS[i]     bucket i (one {hash tag}, one Cluster slot)
-ARGV[2i-1]  bucket i: the most its TAT may stand past now (capacity D plus the longest
-            delay of the app's routes), integer microseconds
+ARGV[2i-1]  bucket i: capacity D, integer microseconds
 ARGV[2i]    bucket i: the TAT's change, integer microseconds (negative: a refund)
 clock       %CLOCK_DOC%
 reply       { 1, now (us), tat_1 (us), ..., tat_n (us) }: TATs after the change, at least now
-writes      KEYS[i] = start + change, at most now + that (start as in a decision: max(stored,
-            now), at most now + that), with PX = ceil((TAT - now) / 1000) ms; a TAT at or before now
+ARGV[2n+1]  slack: how far past D a stored TAT is true state (held charges), integer us
+writes      KEYS[i] = start + change (start as in a decision: max(stored, now), at most
+            now + D + slack); a charge ends at most at max(start, now + D), with PX = ceil((TAT - now) / 1000) ms; a TAT at or before now
             is a full bucket: DEL
 ]]`
 
 const SETTLE_BODY = `
 local reply = { 1, now }
+local slack = tonumber(ARGV[2 * #KEYS + 1])
 for i = 1, #KEYS do
   local cap = tonumber(ARGV[2 * i - 1])
   local delta = tonumber(ARGV[2 * i])
-${startTat("redis.call('GET', KEYS[i])")}
+${startTat("redis.call('GET', KEYS[i])", 'cap + slack')}
+  local start = tat
   tat = tat + delta
-  if tat > now + cap then tat = now + cap end
+  if delta > 0 then
+    local ceiling = now + cap
+    if start > ceiling then ceiling = start end
+    if tat > ceiling then tat = ceiling end
+  end
   if tat <= now then
     redis.call('DEL', KEYS[i])
     reply[i + 2] = now

@@ -108,11 +108,15 @@ export function maxCost (bucket: Bucket): number {
 
 /**
  * Settle a charge: move a bucket's TAT by `deltaUs` (negative: a refund) from where a
- * decision would start (`startTat`). Returns the new TAT, at most now + D: a bucket is never
- * more than empty, so an overrun beyond an empty bucket is not carried over. A TAT at or
- * before `nowUs` is a full bucket (nothing to store).
+ * decision would start (`startTat`, reading held charges up to `slackUs` past D). A bucket
+ * is never more than empty: a charge ends at most at now + D, or where the TAT already
+ * stood (held charges), so an overrun beyond an empty bucket is not carried over; a refund
+ * keeps every other held charge. A TAT at or before `nowUs` is a full bucket (nothing to store).
  */
-export function adjustTat (stored: number | undefined | null, nowUs: number, capacityUs: number, deltaUs: number): number {
-  const tat = startTat(stored, nowUs, capacityUs) + deltaUs
-  return tat > nowUs + capacityUs ? nowUs + capacityUs : tat
+export function adjustTat (stored: number | undefined | null, nowUs: number, capacityUs: number, deltaUs: number, slackUs = 0): number {
+  const start = startTat(stored, nowUs, capacityUs + slackUs)
+  const tat = start + deltaUs
+  if (deltaUs <= 0) return tat
+  const ceiling = start > nowUs + capacityUs ? start : nowUs + capacityUs
+  return tat > ceiling ? ceiling : tat
 }

@@ -175,13 +175,16 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     if (exceedsCapacity(set, incrementsUs)) return tooLarge(request, reply, state, set, cost)
     const delayUs = plan.delayUs
     const finish = (decision: StoreDecision, usedUs: number, reserved: boolean): Step => answer(request, reply, state, set, cost, incrementsUs, charge, decision, usedUs, reserved)
-    // a check, a shadow decision (never held) or a route without delay: one decision
-    if (delayUs === 0 || !charge || shadow) return andThen(decide(state, set, incrementsUs, charge, delayUs), d => finish(d, delayUs, false)) as Step
+    // a check or a route without delay: one decision
+    if (delayUs === 0 || !charge) return andThen(decide(state, set, incrementsUs, charge, delayUs), d => finish(d, delayUs, false)) as Step
     // shaping: a request that fits now is admitted at once; one that does not (charged
     // nothing) takes a place among the `maxDelayed` and is decided again with the delay:
-    // held until its slot, or refused. With no place left, it stays refused.
+    // held until its slot, or refused. With no place left, it stays refused. Shadow mode
+    // decides the same way and keeps the place, but serves at once.
     return andThen(decide(state, set, incrementsUs, true, 0), (now): Step => {
       if (now.reply === undefined || now.reply.allowed || !holds.reserve()) return finish(now, 0, false)
+      // a store that just failed is not asked again
+      if (now.degraded) state.storeFailed = true
       let later: MaybePromise<StoreDecision>
       try {
         later = decide(state, set, incrementsUs, true, delayUs)
@@ -234,7 +237,7 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     if (decision.degraded) state.storeFailed = true
     const storeReply = decision.reply
     const waitUs = charge && delayUs > 0 && storeReply !== undefined && storeReply.allowed ? holdUs(set, storeReply) : 0
-    if (reserved && (waitUs === 0 || shadow)) holds.unreserve()
+    if (reserved && waitUs === 0) holds.unreserve()
     if (storeReply === undefined) {
       if (plan.onStoreError === 'allow') {
         state.outcome = 'unchecked'
@@ -258,9 +261,13 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     if (info.allowed) {
       state.outcome = decision.degraded ? 'admitted_locally' : heldMs > 0 ? 'delayed' : 'admitted'
       // a free request was charged nothing: it has nothing to settle
-      const charged = cost > 0 ? { set, incrementsUs, ceilingsUs: capacitiesWithDelay(set, decider.reachUs), cost, locally: decision.degraded } : undefined
+      const charged = cost > 0 ? { set, incrementsUs, cost, locally: decision.degraded } : undefined
       state.charged = charged
-      if (heldMs === 0 || shadow) return true
+      if (heldMs === 0) return true
+      if (shadow) {
+        holds.keepFor(heldMs)
+        return true
+      }
       // its slot is `heldMs` away: served then, unless the client leaves first (then the
       // charge goes back, and a later request may have the slot)
       return holds.hold(reply, heldMs, () => {

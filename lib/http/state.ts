@@ -13,8 +13,6 @@ import type { RequestOutcome } from '../observe/outcome.js'
 export interface Charge {
   readonly set: PolicySet
   readonly incrementsUs: readonly number[]
-  /** How far past now its buckets may stand: capacity plus the longest delay of the app's routes (held charges). */
-  readonly ceilingsUs: readonly number[]
   readonly cost: number
   /** Charged by this process while the store failed ('local'). */
   readonly locally: boolean

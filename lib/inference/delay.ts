@@ -17,6 +17,8 @@ export class Holds {
   /** Requests held now, and places taken by decisions not yet answered. */
   #held = 0
   #reserved = 0
+  /** Places shadow mode keeps for as long as enforcement would have held their requests. */
+  #shadowed = 0
   readonly #observers: HoldObserver[] = []
 
   constructor (maxDelayed: number) {
@@ -34,7 +36,7 @@ export class Holds {
 
   /** Take a place for a decision that may hold its request; false: none left (decide without delay). */
   reserve (): boolean {
-    if (this.#held + this.#reserved >= this.#max) return false
+    if (this.#held + this.#reserved + this.#shadowed >= this.#max) return false
     this.#reserved++
     return true
   }
@@ -42,6 +44,16 @@ export class Holds {
   /** Give back a place its decision did not use. */
   unreserve (): void {
     this.#reserved--
+  }
+
+  /**
+   * Shadow mode: nothing is held, but the reserved place stays taken for `ms`, as the held
+   * request would have kept it, so later decisions find the places enforcement would leave.
+   */
+  keepFor (ms: number): void {
+    this.#reserved--
+    this.#shadowed++
+    setTimeout(() => { this.#shadowed-- }, ms).unref()
   }
 
   /**
@@ -59,9 +71,9 @@ export class Holds {
         clearTimeout(timer)
         raw.off('close', left)
         this.#held--
+        resolve(served)
         const waited = performance.now() - started
         for (const o of this.#observers) o.held(waited, !served)
-        resolve(served)
       }
       const left = (): void => {
         end(false)

@@ -19,7 +19,7 @@ import { andThen, type MaybePromise } from '../util/maybe.js'
  * and the charged ones. Undefined when nothing changes or the store failed (the charge stands).
  */
 export function settleCharge (decider: Decider, hashedKey: string, charge: Charge, actual: number): MaybePromise<StoreReply | undefined> {
-  const { set, incrementsUs, ceilingsUs, locally } = charge
+  const { set, incrementsUs, locally } = charge
   const n = set.policies.length
   const deltas = new Array<number>(n)
   let change = false
@@ -29,13 +29,13 @@ export function settleCharge (decider: Decider, hashedKey: string, charge: Charg
   }
   if (!change) return undefined
   const keys = decider.keys(hashedKey, set)
-  if (locally) return decider.fallback().adjust(keys, ceilingsUs, deltas)
+  if (locally) return decider.fallback().adjust(keys, set.capacitiesUs, deltas, decider.reachUs)
   const store = decider.store
   const refund = deltas.some(d => d < 0)
   // a refund may make room where a remembered refusal says there is none: forget them
   // before and after it (a call that times out may still be applied), and tell the others
   if (refund) decider.refunded(hashedKey, false)
-  const applied = decider.guard.call<StoreReply, StoreReply | undefined>(hashedKey, () => store.adjust(keys, ceilingsUs, deltas), reply => reply, () => undefined)
+  const applied = decider.guard.call<StoreReply, StoreReply | undefined>(hashedKey, () => store.adjust(keys, set.capacitiesUs, deltas, decider.reachUs), reply => reply, () => undefined)
   return andThen(applied, (reply) => {
     if (refund) decider.refunded(hashedKey, true)
     return reply

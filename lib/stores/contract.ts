@@ -35,7 +35,7 @@ export interface BucketStore {
    * stands now, atomically over every bucket. A TAT that falls to now or before is a full
    * bucket and is deleted. Answers `allowed: true` and the TATs after the change (≥ now).
    */
-  adjust(keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[]): StoreReply | Promise<StoreReply>
+  adjust(keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[], slackUs?: number): StoreReply | Promise<StoreReply>
   /** Forget these buckets. */
   delete(keys: readonly string[]): void | Promise<void>
 }
@@ -77,7 +77,7 @@ export interface StoreTopology {
 export interface LocalStore extends BucketStore, SlotStore {
   readonly remote: false
   decide(keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs?: number): StoreReply
-  adjust(keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[]): StoreReply
+  adjust(keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[], slackUs?: number): StoreReply
   acquire(key: string, limit: number, token: string, leaseMs: number): SlotReply
   /** Buckets held now; live buckets evicted because the store was full; slots held. */
   readonly size: number

@@ -84,12 +84,12 @@ export class MemoryStore implements LocalStore {
     return { allowed, nowUs, tatsUs }
   }
 
-  adjust (keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[]): StoreReply {
+  adjust (keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[], slackUs = 0): StoreReply {
     const nowUs = this.#clock()
     const tatsUs = new Array<number>(keys.length)
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i]!
-      const tat = adjustTat(this.#entries.get(key)?.tatUs, nowUs, capacitiesUs[i]!, deltasUs[i]!)
+      const tat = adjustTat(this.#entries.get(key)?.tatUs, nowUs, capacitiesUs[i]!, deltasUs[i]!, slackUs)
       if (tat <= nowUs) {
         this.delete([key])
         tatsUs[i] = nowUs

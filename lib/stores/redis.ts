@@ -14,7 +14,7 @@ import { withTimeout } from '../util/timeout.js'
 // Versioned, so two releases sharing one client never run each other's script.
 const COMMAND = 'fastifyGcraDecideV3'
 const COMMAND_CROSS_SLOT = 'fastifyGcraDecideCrossSlotV3'
-const SETTLE = 'fastifyGcraSettleV1'
+const SETTLE = 'fastifyGcraSettleV2'
 const ACQUIRE = 'fastifyGcraAcquireV1'
 const RENEW = 'fastifyGcraRenewV1'
 const SCRIPTS: ReadonlyArray<readonly [string, string, number | undefined]> = [
@@ -80,10 +80,11 @@ export class RedisStore implements RemoteStore {
     return isCluster(client) ? client.slots[slotOf(hashTag)]?.[0] : ''
   }
 
-  async adjust (keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[]): Promise<StoreReply> {
+  async adjust (keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[], slackUs = 0): Promise<StoreReply> {
     const n = keys.length
     const args: Array<string | number> = [n, ...keys]
     for (let i = 0; i < n; i++) args.push(capacitiesUs[i]!, deltasUs[i]!)
+    args.push(slackUs)
     return decisionReply(await this.#call(SETTLE, args), n)
   }
 

@@ -92,17 +92,19 @@ export class GcraModel {
   /**
    * Settle a charge of `charged` units at `actual` units: each TAT moves by
    * inc(actual) − inc(charged) (inc(0) = 0) from max(TAT, now), and ends at most at
-   * now + D + delay (a bucket is never more than empty, a held request's charge included); a TAT at or before now is a full bucket
+   * max(TAT, now + D) for a charge (a bucket is never more than empty; held charges stay); a TAT at or before now is a full bucket
    * (the key is gone).
    */
-  settle (keys: readonly string[], limits: readonly ModelLimit[], charged: number, actual: number, nowUs: number, delayUs = 0): number[] {
+  settle (keys: readonly string[], limits: readonly ModelLimit[], charged: number, actual: number, nowUs: number): number[] {
     const now = BigInt(nowUs)
-    const delay = BigInt(delayUs)
     return keys.map((key, i) => {
       const { T, D } = bucketOf(limits[i]!)
       const delta = (actual === 0 ? 0n : incrementOf(actual, T)) - incrementOf(charged, T)
-      const moved = maxBig(this.tats.get(key) ?? now, now) + delta
-      const tat = moved > now + D + delay ? now + D + delay : moved
+      const start = maxBig(this.tats.get(key) ?? now, now)
+      const moved = start + delta
+      // a charge never takes a bucket past empty (now + D), nor past where it stood (held charges)
+      const ceiling = maxBig(start, now + D)
+      const tat = delta > 0n && moved > ceiling ? ceiling : moved
       if (tat <= now) {
         this.tats.delete(key)
         return nowUs
