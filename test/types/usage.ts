@@ -23,6 +23,18 @@ await app.register(fastifyGcra, { store: { redis: new Redis({ lazyConnect: true 
 await app.register(fastifyGcra, { store: { redis: new Cluster([{ host: '127.0.0.1', port: 7000 }], { lazyConnect: true }) } })
 await app.register(fastifyGcra, { store: { redis: 'redis://127.0.0.1:6379' } })
 await app.register(fastifyGcra, { metrics: true, logRefusals: true })
+await app.register(fastifyGcra, { delay: '500ms', maxDelayed: 100, shadow: true })
+await app.register(fastifyGcra, { delay: 250 })
+// @ts-expect-error shadow is a boolean
+await app.register(fastifyGcra, { shadow: 'yes' })
+const shaped: RouteRateLimitConfig = { limits: ['1/second'], delay: '1s', shadow: false }
+void shaped
+app.get('/held', async (req) => {
+  const info: RateLimitInfo | null = req.rateLimit
+  const heldMs: number | undefined = info?.delayedMs
+  const shadowed: boolean | undefined = info?.shadow
+  return { heldMs, shadowed }
+})
 const metricsOptions: MetricsOptions = { registry: new Registry(), prefix: 'api_rl_', route: false }
 const logOptions: LogRefusalsOptions = { perSecond: 5, level: 'warn' }
 await app.register(fastifyGcra, { metrics: metricsOptions, logRefusals: logOptions })
