@@ -55,7 +55,7 @@ async function redisBytes (port, n, which) {
   const CHUNK = 5000
   let sample
   if (which === 'gcra') {
-    const store = new RedisStore(client, false)
+    const store = new RedisStore(client, false, 60_000)
     // the plugin's key shape: prefix, identity hash tag, policy id; '1/day': TTL a day
     const { hashIdentity } = await import('../dist/esm/identity/hash.js')
     for (let i = 0; i < n; i += CHUNK) {

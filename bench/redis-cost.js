@@ -20,7 +20,7 @@ export const BATCHES = [1, 8, 32, 128]
 const CALLERS = 10_000 // distinct identities the coalesced decisions rotate over
 
 function deciders (client) {
-  const gcra = new RedisStore(client, false)
+  const gcra = new RedisStore(client, false, 60_000)
   const FrlStore = require('@fastify/rate-limit/store/RedisStore.js')
   const frl = new FrlStore(false, false, client, 'fastify-rate-limit-GET/-')
   const cap = [1_000_000_000]
@@ -104,7 +104,7 @@ export async function run ({ quick }) {
 async function coalesced (port, admin, quick) {
   const total = quick ? 12_800 : 64_000 // a multiple of every batch size
   const client = new Redis({ port, host: '127.0.0.1' })
-  const store = new RedisStore(client, false)
+  const store = new RedisStore(client, false, 60_000)
   const keys = Array.from({ length: CALLERS }, (_, i) => [`gcra:{${hashIdentity(`caller-${i}`)}}:0123456789ab`])
   const cap = [1_000_000_000]
   const inc = [1]

@@ -57,6 +57,11 @@ describe('plugin options are validated at registration', () => {
     [{ storeTimeoutMs: 0 }, 'options.storeTimeoutMs: expected an integer from 1 to 2147483647 (milliseconds), got 0'],
     [{ storeTimeoutMs: 2 ** 31 }, 'options.storeTimeoutMs: expected an integer from 1 to 2147483647 (milliseconds), got 2147483648'],
     [{ onStoreError: 'fallback' }, "options.onStoreError: expected 'allow', 'deny' or 'local', got \"fallback\""],
+    [{ delay: -1 }, "options.delay: expected milliseconds (an integer from 0 to 2147483647) or a duration such as '500ms' or '2s', got -1"],
+    [{ delay: 'soon' }, "options.delay: expected a duration such as '500ms' or '2s' (at most 2147483647 ms), got \"soon\""],
+    [{ delay: '30 days' }, "options.delay: expected a duration such as '500ms' or '2s' (at most 2147483647 ms), got \"30 days\""],
+    [{ maxDelayed: -1 }, 'options.maxDelayed: expected an integer from 0 to 1000000, got -1'],
+    [{ shadow: 1 }, 'options.shadow: expected true or false, got 1'],
     [{ errorResponseBuilder: {} }, 'options.errorResponseBuilder: expected a function (request, context) => body, got {}'],
   ])('%j', async (options, message) => {
     const error = await register(options).then(() => undefined, (e: unknown) => e)
@@ -107,6 +112,8 @@ describe('route configs are validated when the route is registered', () => {
     [{ cost: Number.POSITIVE_INFINITY }, 'route GET /r: config.rateLimit.cost: expected a finite number >= 0 or a function of the request, got Infinity'],
     [{ cost: '2' }, 'route GET /r: config.rateLimit.cost: expected a finite number >= 0 or a function of the request, got "2"'],
     [{ scope: '' }, 'route GET /r: config.rateLimit.scope: expected a non-empty string of at most 128 characters, got ""'],
+    [{ delay: '1 fortnight' }, "route GET /r: config.rateLimit.delay: expected a duration such as '500ms' or '2s' (at most 2147483647 ms), got \"1 fortnight\""],
+    [{ delay: 1.5 }, "route GET /r: config.rateLimit.delay: expected milliseconds (an integer from 0 to 2147483647) or a duration such as '500ms' or '2s', got 1.5"],
     [{ limit: ['1/minute'] }, "route GET /r: config.rateLimit.limit: expected one of the known keys (limits, cost, scope, onStoreError, tiers, concurrency, settle, scale, delay, shadow), got 'limit'"],
     [true, 'route GET /r: config.rateLimit: expected false or { limits?, cost?, scope?, tiers?, onStoreError?, concurrency?, settle?, scale?, delay?, shadow? }, got true'],
     [{ limits: ['1/minute'], tiers: { gold: ['5/minute'] } }, 'route GET /r: config.rateLimit.tiers: expected a tier declared in the plugin\'s tiers (premium), got "gold"'],
