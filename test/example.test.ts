@@ -157,7 +157,8 @@ describe('npm run demo\'s server process', () => {
     const kill = setTimeout(() => child.kill('SIGKILL'), 20_000)
     try {
       const deadline = Date.now() + 15_000
-      while (!/listening on (http:\/\/\S+)/.test(out) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
+      // the last line it prints: every line before it has arrived
+      while (!out.includes('Ctrl-C stops it.') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
       const base = /listening on (http:\/\/\S+)/.exec(out)![1]!
       expect(out).toContain('demo-free-key  (free)')
       expect(out).toContain('demo-premium-key  (premium)')
