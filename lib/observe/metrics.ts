@@ -84,42 +84,31 @@ export class Metrics {
     }
 
     try {
-      named(`${p}requests_total`, () => new prom.Counter({
-        name: `${p}requests_total`,
-        help: `Requests on limited routes the limiter decided, by route, tier and outcome (${OUTCOMES.join(', ')})`,
-        labelNames: ['route', 'tier', 'outcome'] as const,
-        registers,
-        collect () {
-          for (const [route, byTier] of tallies) {
-            for (const [tier, t] of byTier) {
-              for (let i = 0; i < OUTCOMES.length; i++) {
-                const delta = t.requests[i]! - t.reportedRequests[i]!
-                if (delta === 0) continue
-                this.inc({ route, tier, outcome: OUTCOMES[i]! }, delta)
-                t.reportedRequests[i] = t.requests[i]!
+      /** A counter of requests by route, tier and outcome, fed from one pair of a tally's tables when scraped. */
+      const byOutcome = (name: string, help: string, counts: (t: Tally) => Float64Array, reported: (t: Tally) => Float64Array): void => {
+        named(name, () => new prom.Counter({
+          name,
+          help,
+          labelNames: ['route', 'tier', 'outcome'] as const,
+          registers,
+          collect () {
+            for (const [route, byTier] of tallies) {
+              for (const [tier, t] of byTier) {
+                const now = counts(t)
+                const told = reported(t)
+                for (let i = 0; i < OUTCOMES.length; i++) {
+                  const delta = now[i]! - told[i]!
+                  if (delta === 0) continue
+                  this.inc({ route, tier, outcome: OUTCOMES[i]! }, delta)
+                  told[i] = now[i]!
+                }
               }
             }
-          }
-        },
-      }))
-      named(`${p}shadow_requests_total`, () => new prom.Counter({
-        name: `${p}shadow_requests_total`,
-        help: 'Requests on routes in shadow mode, by route, tier and the outcome enforcement would have given; every one was served',
-        labelNames: ['route', 'tier', 'outcome'] as const,
-        registers,
-        collect () {
-          for (const [route, byTier] of tallies) {
-            for (const [tier, t] of byTier) {
-              for (let i = 0; i < OUTCOMES.length; i++) {
-                const delta = t.shadow[i]! - t.reportedShadow[i]!
-                if (delta === 0) continue
-                this.inc({ route, tier, outcome: OUTCOMES[i]! }, delta)
-                t.reportedShadow[i] = t.shadow[i]!
-              }
-            }
-          }
-        },
-      }))
+          },
+        }))
+      }
+      byOutcome(`${p}requests_total`, `Requests on limited routes the limiter decided, by route, tier and outcome (${OUTCOMES.join(', ')})`, t => t.requests, t => t.reportedRequests)
+      byOutcome(`${p}shadow_requests_total`, 'Requests on routes in shadow mode, by route, tier and the outcome enforcement would have given; every one was served', t => t.shadow, t => t.reportedShadow)
       named(`${p}delayed_requests`, () => new prom.Gauge({
         name: `${p}delayed_requests`,
         help: 'Requests held now until their slot (delay), on this instance',

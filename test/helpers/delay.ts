@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify'
 import { expect } from 'vitest'
 import type { RateLimitInfo } from '../../lib/index.js'
+import { sample } from './metrics.js'
 
 export const tick = (ms = 20): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
@@ -17,18 +18,6 @@ export async function eventually (check: () => boolean | Promise<boolean>, ms = 
   }
 }
 
-/** The value of one sample in the Prometheus text format, or undefined when absent. */
-export function sample (text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`)
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue
-    const match = /^([^{\s]+)(?:\{([^}]*)\})? (\S+)$/.exec(line)
-    if (match === null || match[1] !== name) continue
-    const have = match[2] === undefined ? [] : match[2].split(/,(?=[a-z_]+=)/)
-    if (have.length === wanted.length && wanted.every(w => have.includes(w))) return Number(match[3])
-  }
-  return undefined
-}
 
 /** One sample of the app's `/metrics`. */
 export async function metric (app: FastifyInstance, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {

@@ -7,19 +7,7 @@ import { loadPromClient } from '../../lib/observe/metrics.js'
 import { appWith, newApp, ok, storeCases } from '../helpers/app.js'
 import { hasRedis } from '../helpers/redis.js'
 import { freePort } from '../setup/redis.js'
-
-/** The value of one sample in the Prometheus text format, or undefined when absent. */
-function sample (text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`)
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue
-    const match = /^([^{\s]+)(?:\{([^}]*)\})? (\S+)$/.exec(line)
-    if (match === null || match[1] !== name) continue
-    const have = match[2] === undefined ? [] : match[2].split(/,(?=[a-z_]+=)/)
-    if (have.length === wanted.length && wanted.every(w => have.includes(w))) return Number(match[3])
-  }
-  return undefined
-}
+import { sample } from '../helpers/metrics.js'
 
 async function scrape (app: FastifyInstance, url = '/metrics'): Promise<string> {
   const r = await app.inject(url)

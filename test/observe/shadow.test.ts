@@ -9,19 +9,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import gcra from '../../lib/index.js'
 import { appWith, newApp, storeCases, type LogLine } from '../helpers/app.js'
 import { freePort } from '../setup/redis.js'
-
-/** The value of one sample in the Prometheus text format, or undefined when absent. */
-function sample (text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`)
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue
-    const match = /^([^{\s]+)(?:\{([^}]*)\})? (\S+)$/.exec(line)
-    if (match === null || match[1] !== name) continue
-    const have = match[2] === undefined ? [] : match[2].split(/,(?=[a-z_]+=)/)
-    if (have.length === wanted.length && wanted.every(w => have.includes(w))) return Number(match[3])
-  }
-  return undefined
-}
+import { sample } from '../helpers/metrics.js'
 
 async function scrape (app: FastifyInstance): Promise<string> {
   const r = await app.inject('/metrics')
