@@ -36,7 +36,7 @@ export interface DecideOptions {
 const delayed = new WeakMap<PolicySet, Map<number, readonly number[]>>()
 
 /** What a decision compares with: each bucket's capacity D plus the delay (GCRA admits iff new − now ≤ D + delay). */
-export function capacitiesWithDelay (set: PolicySet, delayUs: number): readonly number[] {
+function capacitiesWithDelay (set: PolicySet, delayUs: number): readonly number[] {
   if (delayUs === 0) return set.capacitiesUs
   let byDelay = delayed.get(set)
   if (byDelay === undefined) delayed.set(set, byDelay = new Map())

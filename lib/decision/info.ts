@@ -1,6 +1,6 @@
 /** A store's decision read back into the request's view of it (`request.rateLimit`). */
 import { incrementUs, nextUnitUs, remainingUnits, waitUs } from '../gcra/math.js'
-import type { PolicySet } from '../limits/policy.js'
+import type { Policy, PolicySet } from '../limits/policy.js'
 import type { StoreReply } from '../stores/contract.js'
 import { CONCURRENCY } from '../limits/plan.js'
 import type { PolicyState, RateLimitInfo } from '../types.js'
@@ -30,12 +30,14 @@ export function toInfo (set: PolicySet, reply: StoreReply, cost: number, increme
   return { allowed: reply.allowed, remaining: remaining === Infinity ? 0 : remaining, resetMs, retryAfterMs, cost, tier, maxCost: set.maxCost, policies, degraded, delayedMs: 0, shadow: false }
 }
 
+/** A policy's state in an answer given without reading its bucket: nothing left, and this wait. */
+function emptyState (p: Policy, retryAfterMs: number): PolicyState {
+  return { name: p.name, quota: p.quota, burst: p.burst, windowMs: p.windowMs, remaining: 0, resetMs: 0, retryAfterMs }
+}
+
 /** The answer for a cost that no wait can make fit. */
 export function neverFits (set: PolicySet, cost: number, tier: string | null): RateLimitInfo {
-  const policies = set.policies.map(p => ({
-    name: p.name, quota: p.quota, burst: p.burst, windowMs: p.windowMs, remaining: 0, resetMs: 0,
-    retryAfterMs: incrementUs(cost, p.intervalUs) > p.capacityUs ? Infinity : 0,
-  }))
+  const policies = set.policies.map(p => emptyState(p, incrementUs(cost, p.intervalUs) > p.capacityUs ? Infinity : 0))
   return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: Infinity, cost, tier, maxCost: set.maxCost, policies, degraded: false, delayedMs: 0, shadow: false }
 }
 
@@ -51,7 +53,7 @@ export function concurrencyInfo (limit: number, tier: string | null): RateLimitI
  * handler; enforced, such a request never reaches one.
  */
 export function unavailableInfo (set: PolicySet | undefined, cost: number, tier: string | null, degraded: boolean): RateLimitInfo {
-  const policies = (set?.policies ?? []).map(p => ({ name: p.name, quota: p.quota, burst: p.burst, windowMs: p.windowMs, remaining: 0, resetMs: 0, retryAfterMs: 1000 }))
+  const policies = (set?.policies ?? []).map(p => emptyState(p, 1000))
   return { allowed: false, remaining: 0, resetMs: 0, retryAfterMs: 1000, cost, tier, maxCost: set?.maxCost ?? 0, policies, degraded, delayedMs: 0, shadow: true }
 }
 

@@ -22,7 +22,8 @@ function nearInteger (x: number): number | undefined {
   return Math.abs(x - nearest) <= Math.abs(x) * TOLERANCE + 1e-9 ? nearest : undefined
 }
 
-function roundUp (x: number): number {
+/** `x` rounded up to a whole number, unless it is one but for float noise. */
+export function roundUp (x: number): number {
   return nearInteger(x) ?? Math.ceil(x)
 }
 

@@ -45,7 +45,7 @@ export function setRateLimitHeaders (reply: FastifyReply, mode: NormalisedOption
     const i = mostRestrictive(info)
     const p = info.policies[i]!
     // the policy's advertised q (its capacity at least), so that Limit ≥ Remaining
-    reply.header('x-ratelimit-limit', set.policies[i]?.advertisedQuota ?? Math.max(Math.ceil(p.quota), p.remaining))
+    reply.header('x-ratelimit-limit', set.policies[i]!.advertisedQuota)
     reply.header('x-ratelimit-remaining', p.remaining)
     reply.header('x-ratelimit-reset', seconds(p.resetMs))
   }

@@ -1,7 +1,9 @@
 /**
  * The route hooks: one straight way per request,
  *   state (identity, tier, scale) → slots (concurrency) → policy set and cost
- *   → capacity (413, or 503 at a reduced scale) → decision → fields and body.
+ *   → capacity (413, or 503 at a reduced scale) → decision → fields and body
+ *   → (within the route's `delay`) the hold until its slot.
+ * In shadow mode a refusal is recorded and reported, and the request goes on.
  * A fixed cost is charged in `onRequest`. A cost computed from the body is checked in
  * `onRequest` (an empty bucket is turned away before the body is read) and charged in
  * `preHandler`, after parsing and validation. Every decision records the request's outcome.
@@ -9,7 +11,7 @@
 import type {
   FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, onResponseHookHandler, preHandlerHookHandler,
 } from 'fastify'
-import { capacitiesWithDelay, holdUs, type StoreDecision } from '../decision/decide.js'
+import { holdUs, type StoreDecision } from '../decision/decide.js'
 import { concurrencyInfo, neverFits, toInfo, unavailableInfo } from '../decision/info.js'
 import type { Engine } from '../engine.js'
 import { FST_GCRA_INVALID_COST, describeKind } from '../errors.js'
@@ -172,7 +174,7 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
   }
 
   function decideCost (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number, incrementsUs: readonly number[], charge: boolean): Step {
-    if (exceedsCapacity(set, incrementsUs)) return tooLarge(request, reply, state, set, cost)
+    if (exceedsCapacity(set, incrementsUs)) return tooLarge(request, reply, state, set, cost, incrementsUs)
     const delayUs = plan.delayUs
     const finish = (decision: StoreDecision, usedUs: number, reserved: boolean): Step => answer(request, reply, state, set, cost, incrementsUs, charge, decision, usedUs, reserved)
     // a check or a route without delay: one decision
@@ -201,15 +203,14 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
   }
 
   /** A cost no wait can make fit: 413; or 503 when it fits the route at full scale (the service admits less for now). */
-  function tooLarge (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number): Step {
+  function tooLarge (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number, incrementsUs: readonly number[]): Step {
     // the largest cost the tier ever admits is the one at full scale
     const full = state.hundredths < 100 ? planner.setFor(plan, state.tier) : set
     if (full !== set && !exceedsCapacity(full, incrementsFor(full.policies, cost))) {
       state.outcome = 'reduced_capacity'
       setPolicyHeader(reply, headers, set)
-      const over = incrementsFor(set.policies, cost)
       if (shadow) request.rateLimit = unavailableInfo(set, cost, state.tier, false)
-      return refuse(state, () => sendReducedCapacity(reply, set.policies.filter((_, i) => over[i]! > set.capacitiesUs[i]!).map(p => p.name)))
+      return refuse(state, () => sendReducedCapacity(reply, set.policies.filter((_, i) => incrementsUs[i]! > set.capacitiesUs[i]!).map(p => p.name)))
     }
     // not a rate-limit event, but still a limited response: read the state to report it
     return andThen(decide(state, set, set.unitIncrements, false), (decision) => {

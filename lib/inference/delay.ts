@@ -2,8 +2,8 @@
  * Shaping instead of refusing (`delay`): a request the store admitted past its capacity
  * (within the route's delay) is held here until its slot, then served. The hold is the
  * store's decision (the TATs it wrote, on its clock), never a local guess. `maxDelayed`
- * bounds the requests held at once: a request takes a place before its decision, so
- * decisions in flight can never hold more than that.
+ * bounds the requests held at once: a request refused without delay takes a place before
+ * it is decided again with the delay, so decisions in flight can never hold more than that.
  */
 import type { FastifyReply } from 'fastify'
 
@@ -34,7 +34,7 @@ export class Holds {
     this.#observers.push(observer)
   }
 
-  /** Take a place for a decision that may hold its request; false: none left (decide without delay). */
+  /** Take a place for a decision that may hold its request; false: none left (the request stays refused). */
   reserve (): boolean {
     if (this.#held + this.#reserved + this.#shadowed >= this.#max) return false
     this.#reserved++

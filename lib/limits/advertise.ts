@@ -4,6 +4,7 @@
  * least its capacity `burst'`, so that `r ≤ q` always (`r = floor((D − (TAT − now)) / T)`
  * is at most `floor(D / T) ≤ burst'`). Computed once per policy, when it is built.
  */
+import { roundUp } from '../gcra/math.js'
 
 /** The largest denominator a multiplier (tier × scale, a float) is read as a ratio with. */
 const MAX_DENOMINATOR = 1_000_000n
@@ -24,14 +25,6 @@ export interface Advertised {
   /** `w`: whole seconds, at least 1. */
   readonly windowS: number
 }
-
-// like the µs math (gcra/math.ts): a product a few ulps off an integer is that integer
-function nearInteger (x: number): number | undefined {
-  const nearest = Math.round(x)
-  return Math.abs(x - nearest) <= Math.abs(x) * 2 ** -44 + 1e-9 ? nearest : undefined
-}
-
-const ceilNear = (x: number): number => nearInteger(x) ?? Math.ceil(x)
 
 function gcd (a: bigint, b: bigint): bigint {
   let x = a
@@ -86,7 +79,7 @@ export function ratio (x: number): [bigint, bigint] | undefined {
  */
 export function advertise (max: number, perMs: number, burst: number, multiplier: number, capacityUnits: number): Advertised {
   // q ≥ burst' as an Integer: ceil(burst'), and never below what r can say
-  const need = Math.max(1, capacityUnits, ceilNear(burst * multiplier))
+  const need = Math.max(1, capacityUnits, roundUp(burst * multiplier))
   const periodS = Math.max(1, Math.ceil(perMs / 1000))
   const m = ratio(multiplier)
   if (m !== undefined) {

@@ -61,9 +61,10 @@ export function tierLabel (request: FastifyRequest, tiers: ReadonlyMap<string, n
 /** The `onResponse` hook of one limited route: tell every sink what was decided. */
 export function observeRoute (route: string, tiers: ReadonlyMap<string, number>, sinks: readonly ObservationSink[]): onResponseHookHandler {
   return function (this: unknown, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const outcome = outcomeOf(request)
+    const state = (request as Observed)[kState]
+    const outcome = state?.outcome
     if (outcome !== undefined) {
-      const seen: Observation = { route, tier: tierLabel(request, tiers), outcome, shadow: (request as Observed)[kState]!.plan.shadow }
+      const seen: Observation = { route, tier: tierLabel(request, tiers), outcome, shadow: state!.plan.shadow }
       for (const sink of sinks) sink(request, reply, seen)
     }
     done()
