@@ -5,15 +5,15 @@
  * delay of 1 s, so holds are multiples of 200 ms and jitter of tens of ms does not matter.
  */
 import type { FastifyInstance } from 'fastify'
-import { Cluster } from 'ioredis'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import type { Cluster } from 'ioredis'
+import { describe, expect, it } from 'vitest'
 import gcra, { type FastifyGcraOptions } from '../../lib/index.js'
 import { hashIdentity } from '../../lib/identity/hash.js'
 import { slotOf } from '../../lib/stores/redis.js'
 import { newApp } from '../helpers/app.js'
 import { burst } from '../helpers/delay.js'
 import { hasRedis, randomPrefix, redisClient } from '../helpers/redis.js'
-import { startCluster, type TestCluster } from '../setup/cluster.js'
+import { clusterFixture } from '../helpers/cluster.js'
 
 /** T = per / max = 200 ms, D = burst · T = 200 ms. */
 const LIMIT = { max: 5, per: '1s', burst: 1 }
@@ -96,16 +96,10 @@ describe.runIf(hasRedis)('delay with two app instances on one Redis', () => {
 })
 
 describe.runIf(hasRedis)('delay with two app instances on a 3-master Redis Cluster', () => {
-  let cluster: TestCluster
-  const clients: Cluster[] = []
-
-  beforeAll(async () => { cluster = await startCluster(3) }, 60_000)
-  afterAll(async () => { await cluster?.stop() })
-  afterEach(() => { for (const c of clients.splice(0)) c.disconnect() })
+  const fixture = clusterFixture(3)
 
   const connect = async (): Promise<Cluster> => {
-    const client = new Cluster(cluster.ports.map(port => ({ host: '127.0.0.1', port })))
-    clients.push(client)
+    const client = fixture.connect()
     if (client.status !== 'ready') await new Promise(resolve => client.once('ready', resolve))
     return client
   }

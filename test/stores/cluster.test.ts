@@ -1,29 +1,16 @@
 // The Redis store on a real 3-master Redis Cluster.
-import { Cluster } from 'ioredis'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import gcra from '../../lib/index.js'
 import { newApp, ok } from '../helpers/app.js'
 import { hasRedis, randomPrefix } from '../helpers/redis.js'
-import { startCluster, type TestCluster } from '../setup/cluster.js'
+import { clusterFixture } from '../helpers/cluster.js'
 import { hashIdentity } from '../../lib/identity/hash.js'
 import { RedisStore, slotOf } from '../../lib/stores/redis.js'
 import { incrementUs, toBucket } from '../../lib/gcra/math.js'
 import { GcraModel, type ModelLimit } from '../helpers/model.js'
 
 describe.runIf(hasRedis)('redis store on Redis Cluster', () => {
-  let cluster: TestCluster
-  const clients: Cluster[] = []
-
-  beforeAll(async () => { cluster = await startCluster(3) }, 60_000)
-  afterAll(async () => { await cluster?.stop() })
-  // disconnect, not quit: QUIT waits on every node, and one may have been killed
-  afterEach(() => { for (const c of clients.splice(0)) c.disconnect() })
-
-  const connect = (): Cluster => {
-    const client = new Cluster(cluster.ports.map(port => ({ host: '127.0.0.1', port })))
-    clients.push(client)
-    return client
-  }
+  const { cluster, connect } = clusterFixture(3)
 
   async function app (prefix: string) {
     const a = newApp()
@@ -134,10 +121,7 @@ describe.runIf(hasRedis)('redis store on Redis Cluster', () => {
     await risky.register(gcra, { store: { redis: connect() }, prefix: randomPrefix() })
     await risky.ready()
     expect(risky.logs.find(l => l.msg.includes('may run a decision twice or late'))?.msg).toContain('retryDelayOnFailover: 0')
-    const safe = new Cluster(cluster.ports.map(port => ({ host: '127.0.0.1', port })), {
-      retryDelayOnFailover: 0, enableOfflineQueue: false, redisOptions: { autoResendUnfulfilledCommands: false },
-    })
-    clients.push(safe)
+    const safe = connect({ retryDelayOnFailover: 0, enableOfflineQueue: false, redisOptions: { autoResendUnfulfilledCommands: false } })
     const quiet = newApp()
     await quiet.register(gcra, { store: { redis: safe }, prefix: randomPrefix() })
     await quiet.ready()
@@ -152,7 +136,7 @@ describe.runIf(hasRedis)('redis store on Redis Cluster', () => {
     await a.ready()
     const callers = Array.from({ length: 30 }, (_, i) => `10.8.0.${i + 1}`)
     for (const remoteAddress of callers) expect((await a.inject({ url: '/p', remoteAddress })).statusCode).toBe(200)
-    await cluster.kill(0)
+    await cluster().kill(0)
     // 1.5 s of traffic from every caller: the dead master's callers trip its breaker,
     // which must not stop the others
     const seen = new Map<string, Set<number>>(callers.map(c => [c, new Set<number>()]))
