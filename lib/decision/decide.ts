@@ -132,15 +132,15 @@ export class Decider {
     }
     const keys = this.keys(hashedKey, set)
     const sentAtUs = denyCache === undefined ? 0 : localClockUs()
-    return this.guard.call(
-      hashedKey,
-      () => this.store.decide(keys, caps, incrementsUs, charge, slack),
-      (reply): StoreDecision => {
-        if (!reply.allowed) denyCache?.remember(hashedKey, set.id, reply, sentAtUs)
-        return { reply, degraded: false }
-      },
-      error => this.#fallBack(error, keys, caps, incrementsUs, charge, slack, onStoreError),
-    )
+    const onValue = (reply: StoreReply): StoreDecision => {
+      if (!reply.allowed) denyCache?.remember(hashedKey, set.id, reply, sentAtUs)
+      return { reply, degraded: false }
+    }
+    const onError = (error: unknown): StoreDecision => this.#fallBack(error, keys, caps, incrementsUs, charge, slack, onStoreError)
+    const store = this.store
+    // a remote store bounds its own waits: no promise and no deadline per decision but the answer's
+    if (store.remote) return this.guard.ask(hashedKey, (resolve, reject) => { store.decideThen(keys, caps, incrementsUs, charge, slack, resolve, reject) }, onValue, onError)
+    return this.guard.call(hashedKey, () => store.decide(keys, caps, incrementsUs, charge, slack), onValue, onError)
   }
 
   #fallBack (error: unknown, keys: string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs: number, onStoreError: StoreErrorPolicy): StoreDecision {

@@ -12,8 +12,10 @@ import { Breaker, type BreakerState } from './breaker.js'
 
 /** Watches the calls to a remote store (the metrics). */
 export interface StoreObserver {
-  /** A call was sent; `answer` settles with its reply, or its error or timeout. Returns `answer`. */
-  storeCall<T> (answer: Promise<T>): Promise<T>
+  /** A call sent at `startedMs` (performance.now()) was answered. */
+  storeAnswered (startedMs: number): void
+  /** A call sent at `startedMs` failed: its error, or its timeout. */
+  storeFailed (startedMs: number, error: unknown): void
 }
 
 interface Shard {
@@ -25,7 +27,7 @@ export class StoreGuard {
   readonly #store: RateLimitStore
   readonly #timeoutMs: number
   readonly #log: FastifyBaseLogger
-  readonly #breakers = new Map<string, Breaker>()
+  readonly #shards = new Map<string, Shard>()
   readonly #deadlines: Deadlines
   /** Set by the metrics, before the first request. */
   observer: StoreObserver | undefined
@@ -43,9 +45,9 @@ export class StoreGuard {
     const store = this.#store
     if (!store.remote) return undefined
     const name = store.shardOf(hashTag)
-    let breaker = this.#breakers.get(name)
-    if (breaker === undefined) this.#breakers.set(name, breaker = new Breaker())
-    return { name, breaker }
+    let shard = this.#shards.get(name)
+    if (shard === undefined) this.#shards.set(name, shard = { name, breaker: new Breaker() })
+    return shard
   }
 
   /**
@@ -64,17 +66,56 @@ export class StoreGuard {
       return onError(error)
     }
     if (!isThenable(pending)) return onValue(pending)
-    const answer = this.#deadlines.race(pending, this.#timedOut)
-    return (this.observer === undefined ? answer : this.observer.storeCall(answer)).then(
+    const startedMs = this.observer === undefined ? 0 : performance.now()
+    return this.#deadlines.race(pending, this.#timedOut).then(
       (value) => {
-        if (shard !== undefined && shard.breaker.success()) this.#recovered(shard)
+        this.#answered(shard, startedMs)
         return onValue(value)
       },
       (error: unknown) => {
-        this.#failed(error, shard, turn === 'probe')
+        this.#failed(error, shard, turn === 'probe', startedMs)
         return onError(error)
       },
     )
+  }
+
+  /**
+   * `call` for a store that answers by callback, within the store timeout by itself (the
+   * coalesced decisions of `RemoteStore.decideThen`): one promise per call, and no deadline
+   * of its own. `send` gets the two callbacks to hand the store.
+   */
+  ask<T, R> (hashTag: string, send: (resolve: (value: T) => void, reject: (error: unknown) => void) => void, onValue: (value: T) => R, onError: (error: unknown) => R): R | Promise<R> {
+    const shard = this.#shardOf(hashTag)
+    const turn = shard === undefined ? 'call' : shard.breaker.allow()
+    if (turn === false) return onError(new FST_GCRA_STORE_UNAVAILABLE())
+    const startedMs = this.observer === undefined ? 0 : performance.now()
+    return new Promise<R>((resolve, reject) => {
+      const failed = (error: unknown): void => {
+        this.#failed(error, shard, turn === 'probe', startedMs)
+        try {
+          resolve(onError(error))
+        } catch (thrown) {
+          reject(thrown)
+        }
+      }
+      try {
+        send((value) => {
+          this.#answered(shard, startedMs)
+          try {
+            resolve(onValue(value))
+          } catch (thrown) {
+            reject(thrown)
+          }
+        }, failed)
+      } catch (error) {
+        failed(error)
+      }
+    })
+  }
+
+  #answered (shard: Shard | undefined, startedMs: number): void {
+    this.observer?.storeAnswered(startedMs)
+    if (shard !== undefined && shard.breaker.success()) this.#recovered(shard)
   }
 
   /** A store call nobody waits for (releases, renewals, announcements): bounded, and its failure logged, never unhandled. */
@@ -100,10 +141,11 @@ export class StoreGuard {
 
   /** Each breaker's state, by server: '' for one Redis, 'host:port' per Cluster node. */
   states (): Array<[string, BreakerState]> {
-    return [...this.#breakers].map(([name, breaker]) => [name, breaker.state])
+    return [...this.#shards.values()].map(({ name, breaker }) => [name, breaker.state])
   }
 
-  #failed (error: unknown, shard: Shard | undefined, probe: boolean): void {
+  #failed (error: unknown, shard: Shard | undefined, probe: boolean, startedMs?: number): void {
+    if (startedMs !== undefined) this.observer?.storeFailed(startedMs, error)
     // logged once when the breaker opens, and once when it closes: not per request
     if (shard !== undefined && shard.breaker.failure(probe)) {
       this.#log.error({ err: error, ...(shard.name === '' ? {} : { node: shard.name }) }, 'fastify-gcra: the store failed; requests follow onStoreError (allow, deny or local) until it answers again')

@@ -206,16 +206,12 @@ export class Metrics {
 
   /** Times the calls to a remote store and counts their errors. */
   readonly observer: StoreObserver = {
-    storeCall: <T>(answer: Promise<T>): Promise<T> => {
-      const start = performance.now()
-      answer.then(
-        () => { this.#storeDuration.observe((performance.now() - start) / 1000) },
-        (error: unknown) => {
-          this.#storeDuration.observe((performance.now() - start) / 1000)
-          this.#storeErrors.inc({ kind: errorKind(error) })
-        },
-      )
-      return answer
+    storeAnswered: (startedMs: number): void => {
+      this.#storeDuration.observe((performance.now() - startedMs) / 1000)
+    },
+    storeFailed: (startedMs: number, error: unknown): void => {
+      this.#storeDuration.observe((performance.now() - startedMs) / 1000)
+      this.#storeErrors.inc({ kind: errorKind(error) })
     },
   }
 

@@ -9,10 +9,15 @@
 import { FST_GCRA_STORE_REPLY, FST_GCRA_STORE_TIMEOUT, describe } from '../errors.js'
 import type { StoreReply } from './contract.js'
 
-/** One decision waiting for its call. */
+/**
+ * One decision waiting for its call. The coalescer calls `resolve` or `reject` exactly once,
+ * at the latest `timeoutMs` after the decision was asked; neither may throw.
+ */
 export interface Waiting {
   /** performance.now() when it was asked; set by the coalescer. */
   askedAtMs?: number
+  /** Answered (a reply, an error or the timeout): set by the coalescer; what comes later is ignored. */
+  answered?: boolean
   readonly keys: readonly string[]
   readonly capacitiesUs: readonly number[]
   readonly incrementsUs: readonly number[]
@@ -34,7 +39,10 @@ export type Send = (node: string, keys: string[], argv: Array<string | number>) 
 export interface CoalescerOptions {
   /** After this long a call no longer holds its node's turn, answered or not (a hung server must not stall the queue). */
   readonly releaseMs?: number
-  /** The store timeout: a decision still waiting after it is dropped, never sent (its request was answered by onStoreError meanwhile). */
+  /**
+   * The store timeout: a decision not answered this long after it was asked fails with
+   * FST_GCRA_STORE_TIMEOUT, sent or not; one still waiting then is never sent.
+   */
   readonly timeoutMs?: number
 }
 
@@ -49,6 +57,8 @@ export class Coalescer {
    * and leave together (at low load nothing waits; under load calls grow).
    */
   readonly #inFlight = new Map<string, number>()
+  /** A timer per node whose decisions wait for a turn: the oldest one's deadline. */
+  readonly #watching = new Map<string, NodeJS.Timeout>()
   #scheduled = false
 
   constructor (send: Send, options: CoalescerOptions = {}) {
@@ -78,23 +88,34 @@ export class Coalescer {
     for (const node of [...this.#waiting.keys()]) this.#flushNode(node, false)
   }
 
+  /**
+   * Fail the decisions of `node` that waited the store timeout unsent: each was answered
+   * without the store already (onStoreError), and sending it now would charge a request
+   * that was not let through. Answers what is left waiting.
+   */
+  #expire (node: string): Waiting[] | undefined {
+    const list = this.#waiting.get(node)
+    if (list === undefined) return undefined
+    // asked in this order: the expired ones come first
+    const expired = performance.now() - this.#timeoutMs
+    let stale = 0
+    while (stale < list.length && list[stale]!.askedAtMs! <= expired) stale++
+    if (stale === 0) return list
+    const late = new FST_GCRA_STORE_TIMEOUT(this.#timeoutMs)
+    for (let i = 0; i < stale; i++) fail(list[i]!, late)
+    if (stale === list.length) {
+      this.#waiting.delete(node)
+      this.#unwatch(node)
+      return undefined
+    }
+    list.splice(0, stale)
+    return list
+  }
+
   /** Send what waits for `node`, in calls within the bounds, while it has a turn free. */
   #flushNode (node: string, force: boolean): void {
-    let list = this.#waiting.get(node)
+    const list = this.#expire(node)
     if (list === undefined) return
-    // a decision that waited the store timeout was answered without the store already
-    // (onStoreError): sending it now would charge a request that was not let through
-    const expired = performance.now() - this.#timeoutMs
-    if (list[0]!.askedAtMs! <= expired) {
-      const late = new FST_GCRA_STORE_TIMEOUT(this.#timeoutMs)
-      const fresh = list.filter(d => d.askedAtMs! > expired)
-      for (const d of list) if (d.askedAtMs! <= expired) d.reject(late)
-      if (fresh.length === 0) {
-        this.#waiting.delete(node)
-        return
-      }
-      this.#waiting.set(node, list = fresh)
-    }
     let start = 0
     while (start < list.length && (force || !this.#inFlight.has(node))) {
       let end = start
@@ -110,8 +131,32 @@ export class Coalescer {
       this.#call(node, list.slice(start, end))
       start = end
     }
-    if (start === list.length) this.#waiting.delete(node)
-    else if (start > 0) list.splice(0, start)
+    if (start === list.length) {
+      this.#waiting.delete(node)
+      this.#unwatch(node)
+      return
+    }
+    if (start > 0) list.splice(0, start)
+    // some wait for a turn: they fail at their deadline if none comes by then
+    this.#watch(node, list[0]!.askedAtMs!)
+  }
+
+  /** Wake at the deadline of `node`'s oldest waiting decision (a timer for the node, not per decision). */
+  #watch (node: string, askedAtMs: number): void {
+    if (this.#watching.has(node)) return
+    const timer = setTimeout(() => {
+      this.#watching.delete(node)
+      const left = this.#expire(node)
+      if (left !== undefined) this.#watch(node, left[0]!.askedAtMs!)
+    }, Math.max(1, Math.ceil(askedAtMs + this.#timeoutMs - performance.now())))
+    this.#watching.set(node, timer)
+  }
+
+  #unwatch (node: string): void {
+    const timer = this.#watching.get(node)
+    if (timer === undefined) return
+    clearTimeout(timer)
+    this.#watching.delete(node)
   }
 
   /** A call went out: it holds a turn of its node until it is answered or `releaseMs` passed. */
@@ -137,19 +182,32 @@ export class Coalescer {
     try {
       sent = this.#send(node, keys, argv)
     } catch (error) {
-      for (const d of batch) d.reject(error)
+      for (const d of batch) fail(d, error)
       return
     }
     const release = this.#taken(node)
+    // the call's oldest decision (they were asked in order) sets when the call is late
+    const deadline = setTimeout(() => {
+      const late = new FST_GCRA_STORE_TIMEOUT(this.#timeoutMs)
+      for (const d of batch) fail(d, late)
+    }, Math.max(1, Math.ceil(batch[0]!.askedAtMs! + this.#timeoutMs - performance.now())))
     // a call is never sent again: a failure is every one of its decisions' failure
     sent.then((reply) => {
+      clearTimeout(deadline)
       answer(batch, reply)
       release()
     }, (error: unknown) => {
-      for (const d of batch) d.reject(error)
+      clearTimeout(deadline)
+      for (const d of batch) fail(d, error)
       release()
     })
   }
+}
+
+function fail (d: Waiting, error: unknown): void {
+  if (d.answered === true) return
+  d.answered = true
+  d.reject(error)
 }
 
 /**
@@ -188,7 +246,7 @@ export function answer (batch: readonly Waiting[], reply: unknown): void {
   for (const d of batch) expected += 1 + d.keys.length
   if (!Array.isArray(reply) || reply.length !== expected || !reply.every(v => typeof v === 'number')) {
     const error = new FST_GCRA_STORE_REPLY(describe(reply))
-    for (const d of batch) d.reject(error)
+    for (const d of batch) fail(d, error)
     return
   }
   const values = reply as number[]
@@ -196,7 +254,10 @@ export function answer (batch: readonly Waiting[], reply: unknown): void {
   let at = 1
   for (const d of batch) {
     const n = d.keys.length
-    d.resolve({ allowed: values[at] === 1, nowUs, tatsUs: values.slice(at + 1, at + 1 + n) })
+    if (d.answered !== true) {
+      d.answered = true
+      d.resolve({ allowed: values[at] === 1, nowUs, tatsUs: values.slice(at + 1, at + 1 + n) })
+    }
     at += 1 + n
   }
 }

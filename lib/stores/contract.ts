@@ -89,6 +89,12 @@ export interface LocalStore extends BucketStore, SlotStore {
 /** A shared store (Redis, Redis Cluster): every call may fail or be late. */
 export interface RemoteStore extends BucketStore, SlotStore, RefundChannel, StoreTopology {
   readonly remote: true
+  /**
+   * `decide`, answered through `resolve` or `reject` exactly once and at the latest the
+   * store timeout after the call (the store bounds its own waits): the request path needs
+   * no promise and no deadline of its own per decision. Neither callback may throw.
+   */
+  decideThen(keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs: number, resolve: (reply: StoreReply) => void, reject: (error: unknown) => void): void
   close(): Promise<void>
 }
 

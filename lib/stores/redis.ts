@@ -62,11 +62,14 @@ export class RedisStore implements RemoteStore {
 
   /** One decision, sent with the others of this turn bound for the same node. */
   decide (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs = 0): Promise<StoreReply> {
+    return new Promise((resolve, reject) => { this.decideThen(keys, capacitiesUs, incrementsUs, charge, slackUs, resolve, reject) })
+  }
+
+  /** `decide` with callbacks, answered within the store timeout (the coalescer's deadlines). */
+  decideThen (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs: number, resolve: (reply: StoreReply) => void, reject: (error: unknown) => void): void {
     const key = keys[0]!
     const node = this.#nodeOf(key.slice(key.indexOf('{') + 1, key.indexOf('}')))
-    return new Promise((resolve, reject) => {
-      this.#coalescer.add(node, { keys, capacitiesUs, incrementsUs, charge, slackUs, resolve, reject })
-    })
+    this.#coalescer.add(node, { keys, capacitiesUs, incrementsUs, charge, slackUs, resolve, reject })
   }
 
   /** Which call a caller's decision joins: the master of its slot (the slot itself while the slots are unknown). */

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { DenyCache, localClockUs } from '../../lib/decision/deny-cache.js'
 import { incrementUs, toBucket } from '../../lib/gcra/math.js'
 import { MemoryStore } from '../../lib/stores/memory.js'
+import type { StoreReply } from '../../lib/stores/contract.js'
 import { appWith, ok, statuses } from '../helpers/app.js'
 import { hasRedis, randomPrefix, redisClient } from '../helpers/redis.js'
 
@@ -112,14 +113,16 @@ describe('the deny cache and free requests', () => {
     const { createEngine } = await import('../../lib/engine.js')
     const { normaliseOptions, normaliseLimits } = await import('../../lib/options/normalise.js')
     let calls = 0
+    // a bucket that stays empty: every charge refused, a free request admitted
+    const decide = async (_keys: readonly string[], caps: readonly number[], incs: readonly number[]): Promise<StoreReply> => {
+      calls++
+      const nowUs = localClockUs() + 1_000_000
+      return { allowed: incs[0] === 0, nowUs, tatsUs: [nowUs + caps[0]!] }
+    }
     const store = {
       remote: true,
-      // a bucket that stays empty: every charge refused, a free request admitted
-      decide: async (_keys: readonly string[], caps: readonly number[], incs: readonly number[]) => {
-        calls++
-        const nowUs = localClockUs() + 1_000_000
-        return { allowed: incs[0] === 0, nowUs, tatsUs: [nowUs + caps[0]!] }
-      },
+      decide,
+      decideThen: (keys: readonly string[], caps: readonly number[], incs: readonly number[], _charge: boolean, _slack: number, resolve: (r: StoreReply) => void, reject: (e: unknown) => void) => { decide(keys, caps, incs).then(resolve, reject) },
       shardOf: () => '',
       onReconnect: () => {},
     } as never

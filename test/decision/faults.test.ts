@@ -10,7 +10,7 @@ import { startRedis } from '../setup/redis.js'
 import { createEngine } from '../../lib/engine.js'
 import { normaliseLimits, normaliseOptions } from '../../lib/options/normalise.js'
 import { MemoryStore } from '../../lib/stores/memory.js'
-import type { RemoteStore } from '../../lib/stores/contract.js'
+import type { RemoteStore, StoreReply } from '../../lib/stores/contract.js'
 
 const LIMIT = { max: 20, per: '1s', burst: 10 } // T = 50 ms
 const TIMEOUT_MS = 100
@@ -272,9 +272,11 @@ describe('a store that flaps, with onStoreError: \'local\'', () => {
   it('keeps the in-memory state from one outage to the next, and logs no outage below the breaker\'s threshold', async () => {
     let down = false
     const tats = new MemoryStore()
+    const decide = async (keys: readonly string[], caps: readonly number[], incs: readonly number[], charge: boolean): Promise<StoreReply> => { if (down) throw new Error('flap'); return tats.decide(keys, caps, incs, charge) }
     const flaky = {
       remote: true,
-      decide: async (keys: readonly string[], caps: readonly number[], incs: readonly number[], charge: boolean) => { if (down) throw new Error('flap'); return tats.decide(keys, caps, incs, charge) },
+      decide,
+      decideThen: (keys: readonly string[], caps: readonly number[], incs: readonly number[], charge: boolean, _slack: number, resolve: (r: StoreReply) => void, reject: (e: unknown) => void) => { decide(keys, caps, incs, charge).then(resolve, reject) },
       shardOf: () => '',
       onReconnect: () => {},
       delete: () => {},
@@ -284,18 +286,18 @@ describe('a store that flaps, with onStoreError: \'local\'', () => {
     const log = { info: (_o: unknown, m?: string) => logs.push(`info ${m}`), error: (_o: unknown, m?: string) => logs.push(`error ${m}`), warn: () => {}, debug: () => {} } as never
     const { planner, decider } = createEngine(normaliseOptions({ store: { redis: 'redis://127.0.0.1:1' }, onStoreError: 'local' }), flaky, log)
     const plan = planner.route({ label: 'test', scopeId: 'scope:t', limits: normaliseLimits(['10/hour'], 'l'), withGlobal: false, where: 'test', onStoreError: 'local' })
-    const decide = (key: string) => decider.decide(key, plan.base, plan.base.unitIncrements, { charge: true, onStoreError: 'local' })
+    const decideFor = (key: string) => decider.decide(key, plan.base, plan.base.unitIncrements, { charge: true, onStoreError: 'local' })
     let admitted = 0
     for (let outage = 0; outage < 5; outage++) {
       down = true
       // below the threshold: two failures, then the store answers again
-      for (let i = 0; i < 2; i++) if ((await decide('caller')).reply?.allowed === true) admitted++
+      for (let i = 0; i < 2; i++) if ((await decideFor('caller')).reply?.allowed === true) admitted++
       for (let i = 0; i < 4; i++) {
         down = i === 3
-        await decide(`caller-${outage}-${i}`)
+        await decideFor(`caller-${outage}-${i}`)
       }
       down = false
-      await decide('other')
+      await decideFor('other')
     }
     // five short outages of one caller: the in-memory buckets kept count across them
     expect(admitted).toBe(10)

@@ -201,13 +201,58 @@ describe('the bounds of a call', () => {
       if (sent === 1) return await new Promise(() => {})
       return [1, ...Array.from({ length: argv[0] as number }, () => [1, 2]).flat()]
     }, { releaseMs: 30, timeoutMs: 1000 })
-    void ask(coalescer, '', keys(1, 0), [5], [1])
+    const hung = ask(coalescer, '', keys(1, 0), [5], [1])
     await new Promise(resolve => setImmediate(resolve))
     const started = performance.now()
     const reply = await ask(coalescer, '', keys(1, 1), [5], [1])
     expect(reply.allowed).toBe(true)
     expect(sent).toBe(2)
     expect(performance.now() - started).toBeGreaterThanOrEqual(25)
+    await expect(hung).rejects.toMatchObject({ code: 'FST_GCRA_STORE_TIMEOUT' })
+  })
+
+  it('fail the decisions of a call still out at the store timeout, counted from when each was asked; a reply after it answers nothing', async () => {
+    const late: Array<() => void> = []
+    const coalescer = new Coalescer((_node, _keys, argv) => new Promise(resolve => late.push(() => resolve([1, ...Array.from({ length: argv[0] as number }, () => [1, 2]).flat()]))), { timeoutMs: 60 })
+    const answers: string[] = []
+    const asked = performance.now()
+    const decisions = [0, 1, 2].map(i => ({
+      keys: keys(1, i), capacitiesUs: [5], incrementsUs: [1], charge: true,
+      resolve: () => answers.push(`reply ${i}`),
+      reject: (error: unknown) => answers.push(`${(error as { code: string }).code} ${i} after ${Math.round(performance.now() - asked)} ms`),
+    }))
+    for (const d of decisions) coalescer.add('', d)
+    await new Promise(resolve => setTimeout(resolve, 150))
+    // one call carried the three; each failed at its deadline, not before
+    expect(late).toHaveLength(1)
+    expect(answers).toHaveLength(3)
+    for (const [i, text] of answers.entries()) {
+      const [code, who, , ms] = text.split(' ')
+      expect([code, who]).toEqual(['FST_GCRA_STORE_TIMEOUT', String(i)])
+      expect(Number(ms)).toBeGreaterThanOrEqual(59)
+      expect(Number(ms)).toBeLessThan(140)
+    }
+    late[0]!()
+    await new Promise(resolve => setImmediate(resolve))
+    expect(answers).toHaveLength(3)
+  })
+
+  it('fail at its deadline a decision that waits for a turn behind a hung call, and never send it', async () => {
+    let sent = 0
+    const coalescer = new Coalescer(() => {
+      sent++
+      return new Promise(() => {})
+    }, { releaseMs: 1000, timeoutMs: 60 })
+    const first = ask(coalescer, '', keys(1, 0), [5], [1]).catch((error: unknown) => error)
+    await new Promise(resolve => setImmediate(resolve))
+    const asked = performance.now()
+    const waiting = ask(coalescer, '', keys(1, 1), [5], [1])
+    await expect(waiting).rejects.toMatchObject({ code: 'FST_GCRA_STORE_TIMEOUT' })
+    const waited = performance.now() - asked
+    expect(waited).toBeGreaterThanOrEqual(59)
+    expect(waited).toBeLessThan(140)
+    expect(await first).toMatchObject({ code: 'FST_GCRA_STORE_TIMEOUT' })
+    expect(sent).toBe(1)
   })
 
   it('drop a decision that waited the store timeout unsent (its request was answered without the store), and send the others', async () => {
