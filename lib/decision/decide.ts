@@ -56,6 +56,14 @@ export function holdUs (set: PolicySet, reply: StoreReply): number {
   return hold
 }
 
+const same = (decision: StoreDecision): StoreDecision => decision
+
+/** Every increment 0: a free request. */
+function isFree (incrementsUs: readonly number[]): boolean {
+  for (let i = 0; i < incrementsUs.length; i++) if (incrementsUs[i] !== 0) return false
+  return true
+}
+
 export class Decider {
   readonly store: RateLimitStore
   readonly guard: StoreGuard
@@ -114,29 +122,38 @@ export class Decider {
   }
 
   decide (hashedKey: string, set: PolicySet, incrementsUs: readonly number[], how: DecideOptions): MaybePromise<StoreDecision> {
+    return this.decideThen(hashedKey, set, incrementsUs, how, same)
+  }
+
+  /**
+   * `next(decision)`: at once when the decision needs no I/O (the memory store, the deny
+   * cache, a failing store's fallback); else one promise, resolved with what `next`
+   * returns, and no other per decision.
+   */
+  decideThen<R> (hashedKey: string, set: PolicySet, incrementsUs: readonly number[], how: DecideOptions, next: (decision: StoreDecision) => R): MaybePromise<R> {
     const { onStoreError } = how
     // a free request (every increment 0) is a read: it fits even an empty bucket, nothing is
     // written (a store keeps no bucket that was never charged), and it must not drop a
     // refusal remembered for its caller
-    const free = !incrementsUs.some(inc => inc !== 0)
+    const free = isFree(incrementsUs)
     const charge = how.charge && !free
     const delayUs = how.delayUs ?? 0
     const caps = capacitiesWithDelay(set, delayUs)
     const slack = this.#reachUs > delayUs ? this.#reachUs - delayUs : 0
-    if (how.storeFailed === true) return this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), this.keys(hashedKey, set), caps, incrementsUs, charge, slack, onStoreError)
+    if (how.storeFailed === true) return next(this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), this.keys(hashedKey, set), caps, incrementsUs, charge, slack, onStoreError))
     const denyCache = this.denyCache
     if (denyCache !== undefined && !free) {
       // a refused caller's flood is answered here, before any key is built
       const refused = denyCache.check(hashedKey, set.id, caps, incrementsUs, slack)
-      if (refused !== undefined) return { reply: refused, degraded: false }
+      if (refused !== undefined) return next({ reply: refused, degraded: false })
     }
     const keys = this.keys(hashedKey, set)
     const sentAtUs = denyCache === undefined ? 0 : localClockUs()
-    const onValue = (reply: StoreReply): StoreDecision => {
+    const onValue = (reply: StoreReply): R => {
       if (!reply.allowed) denyCache?.remember(hashedKey, set.id, reply, sentAtUs)
-      return { reply, degraded: false }
+      return next({ reply, degraded: false })
     }
-    const onError = (error: unknown): StoreDecision => this.#fallBack(error, keys, caps, incrementsUs, charge, slack, onStoreError)
+    const onError = (error: unknown): R => next(this.#fallBack(error, keys, caps, incrementsUs, charge, slack, onStoreError))
     const store = this.store
     // a remote store bounds its own waits: no promise and no deadline per decision but the answer's
     if (store.remote) return this.guard.ask(hashedKey, (resolve, reject) => { store.decideThen(keys, caps, incrementsUs, charge, slack, resolve, reject) }, onValue, onError)

@@ -168,9 +168,12 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     return costOf(plan, request).then(cost => decideCost(request, reply, state, set, cost, incrementsFor(set.policies, cost), true))
   }
 
-  /** `write` false: only read the buckets (an early check, a 413's state); a free request is a read whatever it says. */
-  function decide (state: RequestState, set: PolicySet, incrementsUs: readonly number[], write: boolean, delayUs = 0): MaybePromise<StoreDecision> {
-    return decider.decide(state.key, set, incrementsUs, { charge: write, onStoreError: plan.onStoreError, storeFailed: state.storeFailed, delayUs })
+  /**
+   * `next(decision)`, at once or in the decision's one promise. `write` false: only read the
+   * buckets (an early check, a 413's state); a free request is a read whatever it says.
+   */
+  function decide<R> (state: RequestState, set: PolicySet, incrementsUs: readonly number[], write: boolean, delayUs: number, next: (decision: StoreDecision) => R): MaybePromise<R> {
+    return decider.decideThen(state.key, set, incrementsUs, { charge: write, onStoreError: plan.onStoreError, storeFailed: state.storeFailed, delayUs }, next)
   }
 
   function decideCost (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number, incrementsUs: readonly number[], charge: boolean): Step {
@@ -178,25 +181,31 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     const delayUs = plan.delayUs
     const finish = (decision: StoreDecision, usedUs: number, reserved: boolean): Step => answer(request, reply, state, set, cost, incrementsUs, charge, decision, usedUs, reserved)
     // a check or a route without delay: one decision
-    if (delayUs === 0 || !charge) return andThen(decide(state, set, incrementsUs, charge, delayUs), d => finish(d, delayUs, false)) as Step
+    if (delayUs === 0 || !charge) return decide(state, set, incrementsUs, charge, delayUs, d => finish(d, delayUs, false)) as Step
     // shaping: a request that fits now is admitted at once; one that does not (charged
     // nothing) takes a place among the `maxDelayed` and is decided again with the delay:
     // held until its slot, or refused. With no place left, it stays refused. Shadow mode
     // decides the same way and keeps the place, but serves at once.
-    return andThen(decide(state, set, incrementsUs, true, 0), (now): Step => {
+    return decide(state, set, incrementsUs, true, 0, (now): Step => {
       if (now.reply === undefined || now.reply.allowed || !holds.reserve()) return finish(now, 0, false)
       // a store that just failed is not asked again
       if (now.degraded) state.storeFailed = true
-      let later: MaybePromise<StoreDecision>
+      // the place goes back when the decision itself fails; once decided, `answer` keeps or frees it
+      let decided = false
+      const held = (d: StoreDecision): Step => {
+        decided = true
+        return finish(d, delayUs, true)
+      }
+      let later: Step
       try {
-        later = decide(state, set, incrementsUs, true, delayUs)
+        later = decide(state, set, incrementsUs, true, delayUs, held) as Step
       } catch (error) {
-        holds.unreserve()
+        if (!decided) holds.unreserve()
         throw error
       }
-      if (!isThenable(later)) return finish(later, delayUs, true)
-      return later.then(d => finish(d, delayUs, true), (error: unknown) => {
-        holds.unreserve()
+      if (typeof later === 'boolean') return later
+      return later.then(undefined, (error: unknown) => {
+        if (!decided) holds.unreserve()
         throw error
       })
     }) as Step
@@ -213,7 +222,7 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
       return refuse(state, () => sendReducedCapacity(reply, set.policies.filter((_, i) => incrementsUs[i]! > set.capacitiesUs[i]!).map(p => p.name)))
     }
     // not a rate-limit event, but still a limited response: read the state to report it
-    return andThen(decide(state, set, set.unitIncrements, false), (decision) => {
+    return decide(state, set, set.unitIncrements, false, 0, (decision) => {
       if (decision.degraded) state.storeFailed = true
       state.outcome = 'too_large'
       if (decision.reply !== undefined) {
