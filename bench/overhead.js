@@ -1,7 +1,8 @@
 // Scenario 1, overhead: a hello-world JSON route behind each limiter, every request
 // admitted, in three load modes (10 connections over 1 identity and over 10 000; 100
 // connections over 1 000). Fresh server per run, autocannon in its own process, the
-// limiters interleaved round by round (the first one rotates each round). Besides req/s,
+// limiters interleaved round by round (the first one rotates each round); each server is
+// warmed by a moment of the same load (other identities) before its measured run. Besides req/s,
 // which moves with whatever shares the cores, each run reads CPU time: the app server's own
 // (process.cpuUsage() over IPC) and, for the Redis limiters, the private Redis server's
 // (INFO cpu), right before and right after the load, divided by the requests completed.
@@ -29,6 +30,7 @@ export const COUNTERPARTS = { 'gcra-memory': 'frl-memory', 'gcra-redis': 'frl-re
 export async function run ({ quick, profile }) {
   const rounds = quick ? 1 : 4
   const duration = quick ? 1.2 : 4
+  const warmS = quick ? 0.5 : 1
   const redis = await startRedis()
   const admin = new Redis({ port: redis.port, host: '127.0.0.1', lazyConnect: true })
   await admin.connect()
@@ -46,6 +48,9 @@ export async function run ({ quick, profile }) {
             const server = await startServer({ limiter, app: 'overhead', redisPort: redis.port }, { nodeArgs })
             try {
               await sleep(200)
+              // the same load for a moment first, unmeasured: what follows is the server's
+              // steady state, not its start (the JIT compiles the hot path once, per process)
+              await runLoad({ url: `http://127.0.0.1:${server.port}/`, duration: warmS, connections, keys, keyPrefix: `w${round}-` })
               const cpuBefore = await server.cpu()
               const redisBefore = usesRedis(limiter) ? await admin.info('cpu') : undefined
               const load = await runLoad({ url: `http://127.0.0.1:${server.port}/`, duration, connections, keys, keyPrefix: `r${round}-` })
@@ -76,7 +81,7 @@ export async function run ({ quick, profile }) {
     admin.disconnect()
     await redis.stop()
   }
-  return { name: 'overhead', quick, rounds, durationS: duration, modes: MODES, runs, summary: summarise(runs, MODES) }
+  return { name: 'overhead', quick, rounds, durationS: duration, warmS, modes: MODES, runs, summary: summarise(runs, MODES) }
 }
 
 /**
@@ -140,6 +145,7 @@ export function markdown (result) {
   const lines = [
     `### Overhead: hello-world route, all requests admitted (${result.rounds} round(s) × ${result.durationS} s per limiter and load mode)`,
     '',
+    ...(result.warmS === undefined ? [] : [`Each server first takes ${result.warmS} s of the same load, unmeasured (other identities), so that the runs measure its steady state rather than its start-up and JIT compilation.`, '']),
     'Server CPU: the app server process\'s own CPU time (`process.cpuUsage()`, user + system) over the load, per request completed; added: minus bare Fastify\'s median in the same mode. Redis CPU: the private redis-server\'s `used_cpu_user + used_cpu_sys` (INFO cpu) over the load, per request. req/s moves with whatever else runs on the cores; a process\'s own CPU time, less so.',
     '',
   ]
