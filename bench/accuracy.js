@@ -41,6 +41,10 @@ async function hammer (limiter, redisPort, duration) {
     const redisClock = limiter.startsWith('gcra-')
     const times = reports.flatMap(r => redisClock ? r.admittedRedisUs : r.admittedUs).sort((a, b) => a - b)
     const admitted = times.length
+    const admittedByLoad = loads.reduce((n, l) => n + l.ok, 0)
+    // every 200 the load saw must have been recorded with its decision's time (those still
+    // in flight when the load stopped are recorded and never seen: at most one per connection)
+    if (Math.abs(admitted - admittedByLoad) > PROCESSES * CONNECTIONS) throw new Error(`${limiter}: ${admitted} admissions recorded, the load saw ${admittedByLoad}`)
     const elapsedUs = admitted > 0 ? times[admitted - 1] - times[0] : 0
     const bound = gcraBound(elapsedUs)
     return {
@@ -48,7 +52,7 @@ async function hammer (limiter, redisPort, duration) {
       clock: redisClock ? 'Redis TIME of each decision' : 'app server clock',
       requests: loads.reduce((n, l) => n + l.total, 0),
       admitted,
-      admittedByLoad: loads.reduce((n, l) => n + l.ok, 0),
+      admittedByLoad,
       elapsedS: elapsedUs / 1e6,
       bound,
       overBound: admitted - bound,

@@ -21,11 +21,13 @@ const identity = (req) => req.headers['x-api-key'] ?? req.ip
 const admittedUs = []
 const admittedRedisUs = []
 if (record && limiter.startsWith('gcra-redis')) {
-  const decide = RedisStore.prototype.decide
-  RedisStore.prototype.decide = async function (keys, capacitiesUs, incrementsUs, charge) {
-    const reply = await decide.call(this, keys, capacitiesUs, incrementsUs, charge)
-    if (charge && reply.allowed) admittedRedisUs.push(reply.nowUs)
-    return reply
+  // every decision asked of Redis goes through decideThen (decide too)
+  const decideThen = RedisStore.prototype.decideThen
+  RedisStore.prototype.decideThen = function (keys, capacitiesUs, incrementsUs, charge, slackUs, resolve, reject) {
+    decideThen.call(this, keys, capacitiesUs, incrementsUs, charge, slackUs, (reply) => {
+      if (charge && reply.allowed) admittedRedisUs.push(reply.nowUs)
+      resolve(reply)
+    }, reject)
   }
 }
 
