@@ -148,8 +148,13 @@ export class Coalescer {
       this.#watching.delete(node)
       const left = this.#expire(node)
       if (left !== undefined) this.#watch(node, left[0]!.askedAtMs!)
-    }, Math.max(1, Math.ceil(askedAtMs + this.#timeoutMs - performance.now())))
+    }, this.#untilLate(askedAtMs))
     this.#watching.set(node, timer)
+  }
+
+  /** ms until a decision's deadline (at least 1: a timer may fire a little early, and then looks again). */
+  #untilLate (askedAtMs: number): number {
+    return Math.max(1, Math.ceil(askedAtMs + this.#timeoutMs - performance.now()))
   }
 
   #unwatch (node: string): void {
@@ -186,11 +191,16 @@ export class Coalescer {
       return
     }
     const release = this.#taken(node)
-    // the call's oldest decision (they were asked in order) sets when the call is late
-    const deadline = setTimeout(() => {
-      const late = new FST_GCRA_STORE_TIMEOUT(this.#timeoutMs)
-      for (const d of batch) fail(d, late)
-    }, Math.max(1, Math.ceil(batch[0]!.askedAtMs! + this.#timeoutMs - performance.now())))
+    // one timer for the call: each decision fails at its own deadline (they were asked in
+    // order, so the next one to fail is the oldest still unanswered)
+    let next = 0
+    const expire = (): void => {
+      const expired = performance.now() - this.#timeoutMs
+      let late: Error | undefined
+      while (next < batch.length && batch[next]!.askedAtMs! <= expired) fail(batch[next++]!, late ??= new FST_GCRA_STORE_TIMEOUT(this.#timeoutMs))
+      if (next < batch.length) deadline = setTimeout(expire, this.#untilLate(batch[next]!.askedAtMs!))
+    }
+    let deadline = setTimeout(expire, this.#untilLate(batch[0]!.askedAtMs!))
     // a call is never sent again: a failure is every one of its decisions' failure
     sent.then((reply) => {
       clearTimeout(deadline)

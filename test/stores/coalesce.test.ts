@@ -237,6 +237,36 @@ describe('the bounds of a call', () => {
     expect(answers).toHaveLength(3)
   })
 
+  it('fail each decision of a hung call at its own deadline, not at the deadline of the oldest one it carries', async () => {
+    let sent = 0
+    const coalescer = new Coalescer(() => {
+      sent++
+      return new Promise(() => {})
+    }, { releaseMs: 50, timeoutMs: 100 })
+    const waited: number[] = []
+    const timed = (i: number): Promise<void> => {
+      const asked = performance.now()
+      return ask(coalescer, '', keys(1, i), [5], [1]).then(
+        () => { throw new Error('a hung call answered') },
+        (error: unknown) => {
+          expect(error).toMatchObject({ code: 'FST_GCRA_STORE_TIMEOUT' })
+          waited[i] = performance.now() - asked
+        })
+    }
+    const all = [timed(0)]
+    // asked while the first call is out: they leave together when it frees its turn (50 ms)
+    await new Promise(resolve => setTimeout(resolve, 10))
+    all.push(timed(1))
+    await new Promise(resolve => setTimeout(resolve, 25))
+    all.push(timed(2))
+    await Promise.all(all)
+    expect(sent).toBe(2)
+    for (const ms of waited) {
+      expect(ms).toBeGreaterThanOrEqual(99)
+      expect(ms).toBeLessThan(140)
+    }
+  })
+
   it('fail at its deadline a decision that waits for a turn behind a hung call, and never send it', async () => {
     let sent = 0
     const coalescer = new Coalescer(() => {
