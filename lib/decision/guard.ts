@@ -89,10 +89,11 @@ export class StoreGuard {
     const turn = shard === undefined ? 'call' : shard.breaker.allow()
     if (turn === false) return onError(new FST_GCRA_STORE_UNAVAILABLE())
     const startedMs = this.observer === undefined ? 0 : performance.now()
+    // the callbacks never throw (the store's contract): whatever fails in them rejects the answer
     return new Promise<R>((resolve, reject) => {
       const failed = (error: unknown): void => {
-        this.#failed(error, shard, turn === 'probe', startedMs)
         try {
+          this.#failed(error, shard, turn === 'probe', startedMs)
           resolve(onError(error))
         } catch (thrown) {
           reject(thrown)
@@ -100,8 +101,8 @@ export class StoreGuard {
       }
       try {
         send((value) => {
-          this.#answered(shard, startedMs)
           try {
+            this.#answered(shard, startedMs)
             resolve(onValue(value))
           } catch (thrown) {
             reject(thrown)

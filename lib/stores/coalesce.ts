@@ -11,7 +11,8 @@ import type { StoreReply } from './contract.js'
 
 /**
  * One decision waiting for its call. The coalescer calls `resolve` or `reject` exactly once,
- * at the latest `timeoutMs` after the decision was asked; neither may throw.
+ * at the latest `timeoutMs` after the decision was asked (`reject` in a microtask of its
+ * own); neither may throw.
  */
 export interface Waiting {
   /** performance.now() when it was asked; set by the coalescer. */
@@ -203,9 +204,13 @@ export class Coalescer {
     let deadline = setTimeout(expire, this.#untilLate(batch[0]!.askedAtMs!))
     // a call is never sent again: a failure is every one of its decisions' failure
     sent.then((reply) => {
-      clearTimeout(deadline)
-      answer(batch, reply)
-      release()
+      try {
+        answer(batch, reply)
+        // (were a callback to throw, the decisions after it would still fail at their deadlines)
+        clearTimeout(deadline)
+      } finally {
+        release()
+      }
     }, (error: unknown) => {
       clearTimeout(deadline)
       for (const d of batch) fail(d, error)
@@ -214,10 +219,15 @@ export class Coalescer {
   }
 }
 
+/**
+ * Fail a decision once. Its callback runs in a microtask: what it starts (a request's
+ * answer, user code that resets a caller and so flushes a node) never runs inside the
+ * coalescer's own loops over a node's list.
+ */
 function fail (d: Waiting, error: unknown): void {
   if (d.answered === true) return
   d.answered = true
-  d.reject(error)
+  queueMicrotask(() => { d.reject(error) })
 }
 
 /**

@@ -272,7 +272,7 @@ describe('the bounds of a call', () => {
     const coalescer = new Coalescer(() => {
       sent++
       return new Promise(() => {})
-    }, { releaseMs: 1000, timeoutMs: 60 })
+    }, { releaseMs: 80, timeoutMs: 60 })
     const first = ask(coalescer, '', keys(1, 0), [5], [1]).catch((error: unknown) => error)
     await new Promise(resolve => setImmediate(resolve))
     const asked = performance.now()
@@ -282,6 +282,8 @@ describe('the bounds of a call', () => {
     expect(waited).toBeGreaterThanOrEqual(59)
     expect(waited).toBeLessThan(140)
     expect(await first).toMatchObject({ code: 'FST_GCRA_STORE_TIMEOUT' })
+    // the turn comes back at 80 ms, after its deadline: it is not sent then
+    await new Promise(resolve => setTimeout(resolve, 60))
     expect(sent).toBe(1)
   })
 
@@ -299,6 +301,34 @@ describe('the bounds of a call', () => {
     await expect(stale).rejects.toMatchObject({ code: 'FST_GCRA_STORE_TIMEOUT' })
     expect((await fresh).allowed).toBe(true)
     expect(sent).toEqual([1])
+  })
+
+  it('run a failed decision\'s callback outside its own loops: a callback that flushes the node (a reset) sends each fresh decision once', async () => {
+    const sent: number[] = []
+    const coalescer = new Coalescer(async (_node, _keys, argv) => {
+      sent.push(argv[0] as number)
+      return [1, ...Array.from({ length: argv[0] as number }, () => [1, 2]).flat()]
+    }, { timeoutMs: 30 })
+    const outcomes: string[] = []
+    const decision = (i: number, onReject?: () => void): Waiting => ({
+      keys: keys(1, i), capacitiesUs: [5], incrementsUs: [1], charge: true,
+      resolve: () => outcomes.push(`${i} admitted`),
+      reject: (error: unknown) => {
+        outcomes.push(`${i} ${(error as { code?: string }).code}`)
+        onReject?.()
+      },
+    })
+    // a reset from the refused request's answer flushes the node at once
+    coalescer.add('', decision(0, () => coalescer.flush('')))
+    coalescer.add('', decision(1))
+    const until = performance.now() + 40
+    while (performance.now() < until) { /* the event loop is held past the timeout */ }
+    coalescer.add('', decision(2))
+    coalescer.add('', decision(3))
+    await new Promise(resolve => setTimeout(resolve, 20))
+    expect(outcomes.sort()).toEqual(['0 FST_GCRA_STORE_TIMEOUT', '1 FST_GCRA_STORE_TIMEOUT', '2 admitted', '3 admitted'])
+    // the two fresh decisions went out once, together
+    expect(sent).toEqual([2])
   })
 
   it('fail every decision of a call that fails, and never send it again', async () => {
