@@ -97,13 +97,8 @@ export class Coalescer {
   #expire (node: string): Waiting[] | undefined {
     const list = this.#waiting.get(node)
     if (list === undefined) return undefined
-    // asked in this order: the expired ones come first
-    const expired = performance.now() - this.#timeoutMs
-    let stale = 0
-    while (stale < list.length && list[stale]!.askedAtMs! <= expired) stale++
+    const stale = failLate(list, 0, this.#timeoutMs)
     if (stale === 0) return list
-    const late = new FST_GCRA_STORE_TIMEOUT(this.#timeoutMs)
-    for (let i = 0; i < stale; i++) fail(list[i]!, late)
     if (stale === list.length) {
       this.#waiting.delete(node)
       this.#unwatch(node)
@@ -196,9 +191,7 @@ export class Coalescer {
     // order, so the next one to fail is the oldest still unanswered)
     let next = 0
     const expire = (): void => {
-      const expired = performance.now() - this.#timeoutMs
-      let late: Error | undefined
-      while (next < batch.length && batch[next]!.askedAtMs! <= expired) fail(batch[next++]!, late ??= new FST_GCRA_STORE_TIMEOUT(this.#timeoutMs))
+      next = failLate(batch, next, this.#timeoutMs)
       if (next < batch.length) deadline = setTimeout(expire, this.#untilLate(batch[next]!.askedAtMs!))
     }
     let deadline = setTimeout(expire, this.#untilLate(batch[0]!.askedAtMs!))
@@ -217,6 +210,19 @@ export class Coalescer {
       release()
     })
   }
+}
+
+/**
+ * Fail with FST_GCRA_STORE_TIMEOUT, from `from` on, the decisions of `list` whose deadline
+ * has passed (they were asked in this order, so the late ones come first); answers the
+ * index of the first one still in time.
+ */
+function failLate (list: readonly Waiting[], from: number, timeoutMs: number): number {
+  const expired = performance.now() - timeoutMs
+  let i = from
+  let late: Error | undefined
+  while (i < list.length && list[i]!.askedAtMs! <= expired) fail(list[i++]!, late ??= new FST_GCRA_STORE_TIMEOUT(timeoutMs))
+  return i
 }
 
 /**

@@ -67,9 +67,13 @@ export class RedisStore implements RemoteStore {
 
   /** `decide` with callbacks, answered within the store timeout (the coalescer's deadlines). */
   decideThen (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs: number, resolve: (reply: StoreReply) => void, reject: (error: unknown) => void): void {
+    this.#coalescer.add(this.#nodeOfKeys(keys), { keys, capacitiesUs, incrementsUs, charge, slackUs, resolve, reject })
+  }
+
+  /** The node of a caller's keys (they share its {hash tag}). */
+  #nodeOfKeys (keys: readonly string[]): string {
     const key = keys[0]!
-    const node = this.#nodeOf(key.slice(key.indexOf('{') + 1, key.indexOf('}')))
-    this.#coalescer.add(node, { keys, capacitiesUs, incrementsUs, charge, slackUs, resolve, reject })
+    return this.#nodeOf(key.slice(key.indexOf('{') + 1, key.indexOf('}')))
   }
 
   /** Which call a caller's decision joins: the master of its slot (the slot itself while the slots are unknown). */
@@ -151,8 +155,7 @@ export class RedisStore implements RemoteStore {
   async delete (keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return
     // the caller's decisions asked before the delete go first, as they were asked (a reset wins over them)
-    const key = keys[0]!
-    this.#coalescer.flush(this.#nodeOf(key.slice(key.indexOf('{') + 1, key.indexOf('}'))))
+    this.#coalescer.flush(this.#nodeOfKeys(keys))
     await this.client.del(...keys)
   }
 
