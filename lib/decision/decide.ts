@@ -6,6 +6,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import { FST_GCRA_STORE_UNAVAILABLE } from '../errors.js'
+import type { Caller } from '../identity/caller.js'
 import type { PolicySet } from '../limits/policy.js'
 import type { StoreErrorPolicy } from '../options/types.js'
 import type { RateLimitStore, StoreReply } from '../stores/contract.js'
@@ -113,7 +114,7 @@ export class Decider {
   }
 
   /** The store keys of one caller's buckets of a policy set. */
-  keys (hashedKey: string, set: PolicySet): string[] {
+  readonly keys = (hashedKey: string, set: PolicySet): string[] => {
     const head = this.keyHead(hashedKey)
     const policies = set.policies
     const keys = new Array<string>(policies.length)
@@ -130,8 +131,11 @@ export class Decider {
    * cache, a failing store's fallback); else one promise, resolved with what `next`
    * returns, and no other per decision.
    */
-  decideThen<R> (hashedKey: string, set: PolicySet, incrementsUs: readonly number[], how: DecideOptions, next: (decision: StoreDecision) => R): MaybePromise<R> {
+  decideThen<R> (who: string | Caller, set: PolicySet, incrementsUs: readonly number[], how: DecideOptions, next: (decision: StoreDecision) => R): MaybePromise<R> {
     const { onStoreError } = how
+    // a known caller keeps its keys: none is built again
+    const hashedKey = typeof who === 'string' ? who : who.key
+    const keys = typeof who === 'string' ? this.keys(who, set) : who.keysOf(set, this.keys)
     // a free request (every increment 0) is a read: it fits even an empty bucket, nothing is
     // written (a store keeps no bucket that was never charged), and it must not drop a
     // refusal remembered for its caller
@@ -140,27 +144,36 @@ export class Decider {
     const delayUs = how.delayUs ?? 0
     const caps = capacitiesWithDelay(set, delayUs)
     const slack = this.#reachUs > delayUs ? this.#reachUs - delayUs : 0
-    if (how.storeFailed === true) return next(this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), this.keys(hashedKey, set), caps, incrementsUs, charge, slack, onStoreError))
+    if (how.storeFailed === true) return next(this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), keys, caps, incrementsUs, charge, slack, onStoreError))
+    const store = this.store
+    if (!store.remote) {
+      // the memory store answers at once: no guard (no breaker, no deadline), no closure
+      let reply: StoreReply
+      try {
+        reply = store.decide(keys, caps, incrementsUs, charge, slack)
+      } catch (error) {
+        this.guard.localFailed(error)
+        return next(this.#fallBack(error, keys, caps, incrementsUs, charge, slack, onStoreError))
+      }
+      return next({ reply, degraded: false })
+    }
     const denyCache = this.denyCache
     if (denyCache !== undefined && !free) {
       // a refused caller's flood is answered here, before any key is built
       const refused = denyCache.check(hashedKey, set.id, caps, incrementsUs, slack)
       if (refused !== undefined) return next({ reply: refused, degraded: false })
     }
-    const keys = this.keys(hashedKey, set)
     const sentAtUs = denyCache === undefined ? 0 : localClockUs()
     const onValue = (reply: StoreReply): R => {
       if (!reply.allowed) denyCache?.remember(hashedKey, set.id, reply, sentAtUs)
       return next({ reply, degraded: false })
     }
     const onError = (error: unknown): R => next(this.#fallBack(error, keys, caps, incrementsUs, charge, slack, onStoreError))
-    const store = this.store
     // a remote store bounds its own waits: no promise and no deadline per decision but the answer's
-    if (store.remote) return this.guard.ask(hashedKey, (resolve, reject) => { store.decideThen(keys, caps, incrementsUs, charge, slack, resolve, reject) }, onValue, onError)
-    return this.guard.call(hashedKey, () => store.decide(keys, caps, incrementsUs, charge, slack), onValue, onError)
+    return this.guard.ask(hashedKey, (resolve, reject) => { store.decideThen(keys, caps, incrementsUs, charge, slack, resolve, reject) }, onValue, onError)
   }
 
-  #fallBack (error: unknown, keys: string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs: number, onStoreError: StoreErrorPolicy): StoreDecision {
+  #fallBack (error: unknown, keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs: number, onStoreError: StoreErrorPolicy): StoreDecision {
     if (onStoreError !== 'local') return { reply: undefined, degraded: true, error }
     return { reply: this.fallback().decide(keys, capacitiesUs, incrementsUs, charge, slackUs), degraded: true }
   }

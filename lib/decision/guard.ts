@@ -114,6 +114,11 @@ export class StoreGuard {
     })
   }
 
+  /** A local (memory) store threw: logged as any failed call is. */
+  localFailed (error: unknown): void {
+    this.#failed(error, undefined, false)
+  }
+
   #answered (shard: Shard | undefined, startedMs: number): void {
     this.observer?.storeAnswered(startedMs)
     if (shard !== undefined && shard.breaker.success()) this.#recovered(shard)

@@ -82,8 +82,8 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     const known = request[kState]
     if (known !== null) return known
     // one after the other: a second pending promise would reject unobserved if the first threw
-    return andThen(identity.key(request), key => andThen(identity.tier(request), (tier) => {
-      const state = new RequestState(plan, key, tier, scales.applies(plan) ? scales.of(plan, request) : 100)
+    return andThen(identity.caller(request), caller => andThen(identity.tier(request), (tier) => {
+      const state = new RequestState(plan, caller, tier, scales.applies(plan) ? scales.of(plan, request) : 100)
       request[kState] = state
       return state
     }))
@@ -173,7 +173,7 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
    * buckets (an early check, a 413's state); a free request is a read whatever it says.
    */
   function decide<R> (state: RequestState, set: PolicySet, incrementsUs: readonly number[], write: boolean, delayUs: number, next: (decision: StoreDecision) => R): MaybePromise<R> {
-    return decider.decideThen(state.key, set, incrementsUs, { charge: write, onStoreError: plan.onStoreError, storeFailed: state.storeFailed, delayUs }, next)
+    return decider.decideThen(state.caller, set, incrementsUs, { charge: write, onStoreError: plan.onStoreError, storeFailed: state.storeFailed, delayUs }, next)
   }
 
   function decideCost (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number, incrementsUs: readonly number[], charge: boolean): Step {

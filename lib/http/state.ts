@@ -3,6 +3,7 @@
  * calling, what it holds and was charged, and what the limiter decided — recorded when
  * each decision is made, so nothing has to be worked out afterwards.
  */
+import type { Caller } from '../identity/caller.js'
 import type { HeldSlots } from '../inference/concurrency.js'
 import type { Settlement } from '../inference/settle.js'
 import type { RoutePlan } from '../limits/plan.js'
@@ -20,7 +21,8 @@ export interface Charge {
 
 export class RequestState {
   readonly plan: RoutePlan
-  /** The caller's hashed identity, and its tier name (null: none). */
+  /** The caller (its store keys), its hashed identity, and its tier name (null: none). */
+  readonly caller: Caller
   readonly key: string
   readonly tier: string | null
   /** The scale of admitted rates for this request, in hundredths. */
@@ -40,9 +42,10 @@ export class RequestState {
   settled = false
   settlement: Settlement | undefined = undefined
 
-  constructor (plan: RoutePlan, key: string, tier: string | null, hundredths: number) {
+  constructor (plan: RoutePlan, caller: Caller, tier: string | null, hundredths: number) {
     this.plan = plan
-    this.key = key
+    this.caller = caller
+    this.key = caller.key
     this.tier = tier
     this.hundredths = hundredths
   }

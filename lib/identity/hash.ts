@@ -42,22 +42,28 @@ const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 
  * that nobody without the secret can test a guess (an IPv4 address is one of only 2^32).
  */
 export function identityHasher (secret: string | undefined, cacheSize = IDENTITY_CACHE): (identity: string) => string {
-  const hash = secret === undefined
-    ? hashIdentity
-    : (identity: string) => crypto.createHmac('sha256', secret).update(identity).digest('base64url').slice(0, 22)
+  const hash = plainHasher(secret)
   // the callers of the last moments, remembered: a hash costs more than the rest of a
   // decision in memory
   const known = boundedMap<string>(cacheSize)
   return (identity) => {
     let hashed = known.get(identity)
     if (hashed === undefined) {
-      // flat: a slice or a concatenation would keep the string it came from alive
-      hashed = flat(hash(identity))
+      hashed = hash(identity)
       // identities longer than a key's worth are not kept: the cache must not hold megabytes
       if (identity.length <= 256) known.set(identity, hashed)
     }
     return hashed
   }
+}
+
+/** The hash of identities for an app, remembering nothing (for callers that keep their own). */
+export function plainHasher (secret: string | undefined): (identity: string) => string {
+  const hash = secret === undefined
+    ? hashIdentity
+    : (identity: string) => crypto.createHmac('sha256', secret).update(identity).digest('base64url').slice(0, 22)
+  // flat: a slice or a concatenation would keep the string it came from alive
+  return (identity) => flat(hash(identity))
 }
 
 /** Identities whose hash is remembered. */

@@ -7,7 +7,8 @@ import { FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_TIER, describeKind } from '../er
 import type { NormalisedOptions } from '../options/normalise.js'
 import { isThenable, type MaybePromise } from '../util/maybe.js'
 import { boundedMap } from '../util/bounded.js'
-import { IDENTITY_CACHE, identityHasher, ipIdentity } from './hash.js'
+import { Caller } from './caller.js'
+import { IDENTITY_CACHE, identityHasher, ipIdentity, plainHasher } from './hash.js'
 
 // the identity of requests without a client address (a unix socket without trustProxy)
 const NO_ADDRESS = 'fastify-gcra:no-client-address'
@@ -18,31 +19,43 @@ export class Identity {
   readonly #log: FastifyBaseLogger
   /** The hash of an identity (HMAC with `keySecret`), remembered for recent callers. */
   readonly hash: (identity: string) => string
+  /** The same hash, remembering nothing: the callers below are what is remembered. */
+  readonly #hashOf: (identity: string) => string
   #warnedNoAddress = false
-  /** Hashed identities by client address: the /64 grouping is not redone for a recent caller. */
-  readonly #byAddress = boundedMap<string>(IDENTITY_CACHE)
+  /** Recent callers by identity (what a resolver returned, or an auth hook set). */
+  readonly #byIdentity = boundedMap<Caller>(IDENTITY_CACHE)
+  /** Recent callers by client address: the /64 grouping is not redone for them. */
+  readonly #byAddress = boundedMap<Caller>(IDENTITY_CACHE)
+  #noAddress: Caller | undefined
 
   constructor (options: NormalisedOptions, log: FastifyBaseLogger) {
     this.#key = options.key
     this.#tier = options.tier
     this.#log = log
     this.hash = identityHasher(options.keySecret)
+    this.#hashOf = plainHasher(options.keySecret)
   }
 
   /** The hashed identity of the caller. */
   key (request: FastifyRequest): MaybePromise<string> {
+    const caller = this.caller(request)
+    return isThenable(caller) ? caller.then(c => c.key) : caller.key
+  }
+
+  /** The caller of a request: its hashed identity and store keys. */
+  caller (request: FastifyRequest): MaybePromise<Caller> {
     const resolver = this.#key
     if (resolver === undefined) {
-      if (request.rateLimitKey !== null) return this.#hashKey(request.rateLimitKey)
+      if (request.rateLimitKey !== null) return this.#callerOf(request.rateLimitKey)
       if (typeof request.ip === 'string') return this.#address(request.ip)
       if (!this.#warnedNoAddress) {
         this.#warnedNoAddress = true
         this.#log.warn('fastify-gcra: a request has no client address (a unix socket? set Fastify\'s trustProxy, or a key resolver); such requests share one bucket')
       }
-      return this.hash(NO_ADDRESS)
+      return this.#noAddress ??= new Caller(this.#hashOf(NO_ADDRESS))
     }
     const value = resolver(request)
-    return isThenable(value) ? Promise.resolve(value).then(v => this.#hashKey(v)) : this.#hashKey(value)
+    return isThenable(value) ? Promise.resolve(value).then(v => this.#callerOf(v)) : this.#callerOf(value)
   }
 
   /** The caller's tier name, or null. */
@@ -52,23 +65,33 @@ export class Identity {
     return isThenable(value) ? Promise.resolve(value).then(tierName) : tierName(value)
   }
 
-  #address (ip: string): string {
-    let hashed = this.#byAddress.get(ip)
-    if (hashed === undefined) {
-      hashed = this.hash(ipIdentity(ip))
+  #address (ip: string): Caller {
+    let caller = this.#byAddress.get(ip)
+    if (caller === undefined) {
+      caller = new Caller(this.#hashOf(ipIdentity(ip)))
       // an address from a proxy header may be anything: only address-sized ones are kept
-      if (ip.length <= 64) this.#byAddress.set(ip, hashed)
+      if (ip.length <= 64) this.#byAddress.set(ip, caller)
     }
-    return hashed
+    return caller
   }
 
-  /** The hash of what a key resolver returned (or an auth hook set). */
-  #hashKey (value: unknown): string {
-    if (typeof value === 'string') return this.hash(value)
-    if (typeof value === 'number' && Number.isFinite(value)) return this.hash(String(value))
+  /** The caller of what a key resolver returned (or an auth hook set). */
+  #callerOf (value: unknown): Caller {
+    if (typeof value === 'string') return this.#remembered(value)
+    if (typeof value === 'number' && Number.isFinite(value)) return this.#remembered(String(value))
     // a repeated header, as Node types it: the same identity as Node's own ', ' join
-    if (Array.isArray(value) && value.length > 0 && value.every(v => typeof v === 'string')) return this.hash(value.join(', '))
+    if (Array.isArray(value) && value.length > 0 && value.every(v => typeof v === 'string')) return this.#remembered(value.join(', '))
     throw new FST_GCRA_INVALID_KEY(describeKind(value))
+  }
+
+  #remembered (identity: string): Caller {
+    let caller = this.#byIdentity.get(identity)
+    if (caller === undefined) {
+      caller = new Caller(this.#hashOf(identity))
+      // identities longer than a key's worth are not kept: the cache must not hold megabytes
+      if (identity.length <= 256) this.#byIdentity.set(identity, caller)
+    }
+    return caller
   }
 }
 
