@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { cpuBetween, pct, readCpu } from './lib/stats.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
-export const SCENARIOS = ['overhead', 'attack', 'accuracy', 'decision', 'memory', 'redis-cost']
+export const SCENARIOS = ['overhead', 'hooks', 'attack', 'accuracy', 'decision', 'memory', 'redis-cost']
 // scenarios that measure the heap need a collector they can call
 const NODE_ARGS = { decision: ['--expose-gc'], memory: ['--expose-gc', '--max-old-space-size=4096'] }
 
