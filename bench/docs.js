@@ -380,7 +380,7 @@ export async function renderDocs (json, md) {
   ]
   if (json.quick) lines.push('> This is a `--quick` run: fewer rounds and shorter loads, for a quick look, not for comparisons.', '')
   lines.push(
-    'Every scenario runs in a child process of its own, one after the other, on the machine above; the limiters are the memory and the Redis stores of fastify-gcra and of @fastify/rate-limit, with a private redis-server. `npm run bench` measures again (about 8 minutes; `-- --quick` for a short run, `-- --only overhead,accuracy` for some scenarios) and writes bench/results/latest.json, latest.md and this page; `npm run bench:docs` rebuilds this page and its charts from the stored results without measuring.',
+    'Every scenario runs in a child process of its own, one after the other, on the machine above; the limiters are the memory and the Redis stores of fastify-gcra and of @fastify/rate-limit, with a private redis-server. `npm run bench` measures again (about 17 minutes; `-- --quick` for a short run, `-- --only overhead,accuracy` for some scenarios) and writes bench/results/latest.json, latest.md and this page; `npm run bench:docs` rebuilds this page and its charts from the stored results without measuring.',
     '',
   )
   if (names.length > 0) {
