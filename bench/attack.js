@@ -1,6 +1,9 @@
 // Scenario 2, under attack: identities already over their limit send 9 of every 10
 // connections' traffic, good callers the 10th. Compared with the same load made only of
-// good callers, on the same limiter. Redis commands counted from INFO commandstats.
+// good callers, on the same limiter. Redis commands counted from INFO commandstats. The
+// attack runs twice: as fast as the limiter answers it (each bad connection sends again
+// once answered: a limiter that refuses faster draws more attack traffic), and at a fixed
+// rate of bad requests, the same for every limiter.
 import { Redis } from 'ioredis'
 import { main, withLowSteal } from './lib/scenario.js'
 import { runLoad, sleep, startRedis, startServer } from './lib/proc.js'
@@ -14,6 +17,8 @@ const BAD_KEYS = 100
 const GOOD_KEYS = 1000
 // the /bad route admits 10 a minute: this many per identity is sure to exhaust it
 const EXHAUST_PER_KEY = 12
+// the fixed attack: bad requests per second over its 9 connections, below what any limiter here refuses at most
+export const BAD_RATE = 5000
 
 export async function run ({ quick }) {
   const rounds = quick ? 1 : 2
@@ -54,6 +59,22 @@ export async function run ({ quick }) {
             await server.stop()
           }
         })
+        // the same attack at a fixed rate: every limiter meets the same attack traffic
+        const rated = await withLowSteal(async () => {
+          await admin.flushall()
+          const server = await startServer({ limiter, app: 'attack', redisPort: redis.port })
+          try {
+            const url = `http://127.0.0.1:${server.port}`
+            await runLoad({ url: `${url}/bad`, amount: BAD_KEYS * EXHAUST_PER_KEY, connections: CONNECTIONS, keys: BAD_KEYS, keyPrefix: 'bad-' })
+            const [bad, good] = await Promise.all([
+              runLoad({ url: `${url}/bad`, duration, connections: CONNECTIONS - 1, keys: BAD_KEYS, keyPrefix: 'bad-', overallRate: BAD_RATE }),
+              runLoad({ url: `${url}/good`, duration, connections: 1, keys: GOOD_KEYS, keyPrefix: 'good-' }),
+            ])
+            return { bad, good }
+          } finally {
+            await server.stop()
+          }
+        })
         const { bad, good, commands, denyCacheHits } = attacked.value
         const total = bad.total + good.total
         const admitted = bad.ok + good.ok
@@ -72,16 +93,19 @@ export async function run ({ quick }) {
           goodP99Ms: good.p99Ms,
           goodNon2xx: good.non2xx,
           p99Ratio: good.p99Ms / calm.value.p99Ms,
+          ratedBadRps: rated.value.bad.rps,
+          ratedGoodP99Ms: rated.value.good.p99Ms,
+          ratedP99Ratio: rated.value.good.p99Ms / calm.value.p99Ms,
           // every admitted request is one script call for both plugins; the rest are the refusals'
           scriptsPerRequest: redisUsed ? commands.scripts / total : undefined,
           commandsPerRequest: redisUsed ? commands.all / total : undefined,
           scriptsPerRefusal: redisUsed && refused > 0 ? Math.max(0, commands.scripts - admitted) / refused : undefined,
           denyCacheHits,
-          steal: Math.max(calm.steal, attacked.steal),
-          highSteal: calm.highSteal || attacked.highSteal,
+          steal: Math.max(calm.steal, attacked.steal, rated.steal),
+          highSteal: calm.highSteal || attacked.highSteal || rated.highSteal,
         }
         runs.push(row)
-        process.stderr.write(`attack r${round} ${limiter}: ${Math.round(row.attackRps)} req/s (${pct(row.badShare)} bad), good p99 ${row.goodP99Ms.toFixed(2)} ms vs calm ${row.calmP99Ms.toFixed(2)} ms, scripts/refusal ${row.scriptsPerRefusal?.toFixed(4)}\n`)
+        process.stderr.write(`attack r${round} ${limiter}: ${Math.round(row.attackRps)} req/s (${pct(row.badShare)} bad), good p99 ${row.goodP99Ms.toFixed(2)} ms vs calm ${row.calmP99Ms.toFixed(2)} ms; at ${Math.round(row.ratedBadRps)} bad req/s ${row.ratedGoodP99Ms.toFixed(2)} ms; scripts/refusal ${row.scriptsPerRefusal?.toFixed(4)}\n`)
       }
     }
   } finally {
@@ -99,6 +123,9 @@ export async function run ({ quick }) {
       badShare: med(r => r.badShare),
       goodP99Ms: med(r => r.goodP99Ms),
       p99Ratio: spread(mine.map(r => r.p99Ratio)),
+      ratedBadRps: med(r => r.ratedBadRps),
+      ratedGoodP99Ms: med(r => r.ratedGoodP99Ms),
+      ratedP99Ratio: spread(mine.map(r => r.ratedP99Ratio)),
       scriptsPerRequest: med(r => r.scriptsPerRequest),
       commandsPerRequest: med(r => r.commandsPerRequest),
       scriptsPerRefusal: med(r => r.scriptsPerRefusal),
@@ -106,7 +133,7 @@ export async function run ({ quick }) {
       goodNon2xx: mine.reduce((n, r) => n + r.goodNon2xx, 0),
     }
   })
-  return { name: 'attack', quick, rounds, durationS: duration, connections: CONNECTIONS, badKeys: BAD_KEYS, goodKeys: GOOD_KEYS, runs, summary }
+  return { name: 'attack', quick, rounds, durationS: duration, connections: CONNECTIONS, badKeys: BAD_KEYS, goodKeys: GOOD_KEYS, badRate: BAD_RATE, runs, summary }
 }
 
 export function markdown (result) {
@@ -120,7 +147,16 @@ export function markdown (result) {
     const ratio = r.p99Ratio.n > 1 ? `${r.p99Ratio.median.toFixed(2)} (${r.p99Ratio.min.toFixed(2)}–${r.p99Ratio.max.toFixed(2)})` : fmt(r.p99Ratio.median, 2)
     lines.push(`| ${LABELS[r.limiter]} | ${fmt(r.calmRps)} | ${fmt(r.attackRps)} (${pct(r.badShare, 0)}) | ${fmt(r.calmP99Ms, 3)} → ${fmt(r.goodP99Ms, 3)} | ${ratio} | ${fmt(r.scriptsPerRefusal, 4)} | ${fmt(r.commandsPerRequest, 3)} |`)
   }
-  lines.push('', 'Calm: the same 10 connections, all from good callers. Script calls per refused request = (EVALSHA/EVAL calls − admitted requests) / refused requests, after the bad identities were exhausted and `CONFIG RESETSTAT`.')
+  if (result.summary.some(r => r.ratedP99Ratio !== undefined)) {
+    lines.push('', `**The same attack at a fixed rate** (${fmt(result.badRate)} bad requests per second over ${result.connections - 1} connections, the same for every limiter; the good connection as above)`, '',
+      '| limiter | bad req/s sent | good p99 ms, calm → attacked | × calm p99, median (min–max) |',
+      '|---|---:|---:|---:|')
+    for (const r of result.summary) {
+      const ratio = r.ratedP99Ratio.n > 1 ? `${r.ratedP99Ratio.median.toFixed(2)} (${r.ratedP99Ratio.min.toFixed(2)}–${r.ratedP99Ratio.max.toFixed(2)})` : fmt(r.ratedP99Ratio.median, 2)
+      lines.push(`| ${LABELS[r.limiter]} | ${fmt(r.ratedBadRps)} | ${fmt(r.calmP99Ms, 3)} → ${fmt(r.ratedGoodP99Ms, 3)} | ${ratio} |`)
+    }
+  }
+  lines.push('', 'Calm: the same 10 connections, all from good callers. Script calls per refused request = (EVALSHA/EVAL calls − admitted requests) / refused requests, after the bad identities were exhausted and `CONFIG RESETSTAT`. In the first table each bad connection sends again as soon as it is answered, so a limiter that refuses faster draws more attack traffic; in the second the attack is the same for every limiter.')
   return lines.join('\n')
 }
 

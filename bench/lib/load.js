@@ -1,5 +1,5 @@
 // One autocannon run, in a process of its own; prints its result as JSON on stdout.
-// argv[2]: { url, duration? (s), amount?, connections, keys?, keyPrefix?, keyOffset? }
+// argv[2]: { url, duration? (s), amount?, connections, keys?, keyPrefix?, keyOffset?, overallRate? (req/s over all connections) }
 // With `keys`, requests rotate an x-api-key header over that many identities.
 import autocannon from 'autocannon'
 
@@ -23,6 +23,8 @@ const instance = autocannon({
   pipelining: 1,
   ...(spec.amount === undefined ? { duration: spec.duration ?? 5 } : { amount: spec.amount }),
   ...(requests === undefined ? {} : { requests }),
+  // a fixed rate, whatever the answers' speed (open loop); by default each connection sends again once answered
+  ...(spec.overallRate === undefined ? {} : { overallRate: spec.overallRate }),
   timeout: 10,
 }, (error, result) => {
   if (error) {
