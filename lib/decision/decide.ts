@@ -133,9 +133,7 @@ export class Decider {
    */
   decideThen<R> (who: string | Caller, set: PolicySet, incrementsUs: readonly number[], how: DecideOptions, next: (decision: StoreDecision) => R): MaybePromise<R> {
     const { onStoreError } = how
-    // a known caller keeps its keys: none is built again
     const hashedKey = typeof who === 'string' ? who : who.key
-    const keys = typeof who === 'string' ? this.keys(who, set) : who.keysOf(set, this.keys)
     // a free request (every increment 0) is a read: it fits even an empty bucket, nothing is
     // written (a store keeps no bucket that was never charged), and it must not drop a
     // refusal remembered for its caller
@@ -144,11 +142,12 @@ export class Decider {
     const delayUs = how.delayUs ?? 0
     const caps = capacitiesWithDelay(set, delayUs)
     const slack = this.#reachUs > delayUs ? this.#reachUs - delayUs : 0
-    if (how.storeFailed === true) return next(this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), keys, caps, incrementsUs, charge, slack, onStoreError))
+    if (how.storeFailed === true) return next(this.#fallBack(new FST_GCRA_STORE_UNAVAILABLE(), this.#keysOf(who, set), caps, incrementsUs, charge, slack, onStoreError))
     const store = this.store
     if (!store.remote) {
       // the memory store answers at once: no guard (no breaker, no deadline), no closure
       let reply: StoreReply
+      const keys = this.#keysOf(who, set)
       try {
         reply = store.decide(keys, caps, incrementsUs, charge, slack)
       } catch (error) {
@@ -163,6 +162,7 @@ export class Decider {
       const refused = denyCache.check(hashedKey, set.id, caps, incrementsUs, slack)
       if (refused !== undefined) return next({ reply: refused, degraded: false })
     }
+    const keys = this.#keysOf(who, set)
     const sentAtUs = denyCache === undefined ? 0 : localClockUs()
     const onValue = (reply: StoreReply): R => {
       if (!reply.allowed) denyCache?.remember(hashedKey, set.id, reply, sentAtUs)
@@ -171,6 +171,11 @@ export class Decider {
     const onError = (error: unknown): R => next(this.#fallBack(error, keys, caps, incrementsUs, charge, slack, onStoreError))
     // a remote store bounds its own waits: no promise and no deadline per decision but the answer's
     return this.guard.ask(hashedKey, (resolve, reject) => { store.decideThen(keys, caps, incrementsUs, charge, slack, resolve, reject) }, onValue, onError)
+  }
+
+  /** A known caller's keys of a set, kept with it (none is built again); else built now. */
+  #keysOf (who: string | Caller, set: PolicySet): readonly string[] {
+    return typeof who === 'string' ? this.keys(who, set) : who.keysOf(set, this.keys)
   }
 
   #fallBack (error: unknown, keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs: number, onStoreError: StoreErrorPolicy): StoreDecision {

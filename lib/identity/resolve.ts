@@ -17,9 +17,9 @@ export class Identity {
   readonly #key: NormalisedOptions['key']
   readonly #tier: NormalisedOptions['tier']
   readonly #log: FastifyBaseLogger
-  /** The hash of an identity (HMAC with `keySecret`), remembered for recent callers. */
+  /** The hash of an identity (HMAC with `keySecret`), remembered for recent identities: the programmatic API's. */
   readonly hash: (identity: string) => string
-  /** The same hash, remembering nothing: the callers below are what is remembered. */
+  /** The same hash, remembering nothing: the requests' callers below are what is remembered. */
   readonly #hashOf: (identity: string) => string
   #warnedNoAddress = false
   /** Recent callers by identity (what a resolver returned, or an auth hook set). */
@@ -34,12 +34,6 @@ export class Identity {
     this.#log = log
     this.hash = identityHasher(options.keySecret)
     this.#hashOf = plainHasher(options.keySecret)
-  }
-
-  /** The hashed identity of the caller. */
-  key (request: FastifyRequest): MaybePromise<string> {
-    const caller = this.caller(request)
-    return isThenable(caller) ? caller.then(c => c.key) : caller.key
   }
 
   /** The caller of a request: its hashed identity and store keys. */
@@ -68,7 +62,8 @@ export class Identity {
   #address (ip: string): Caller {
     let caller = this.#byAddress.get(ip)
     if (caller === undefined) {
-      caller = new Caller(this.#hashOf(ipIdentity(ip)))
+      // the addresses of one IPv6 /64 are one caller, remembered once however many of them come
+      caller = this.#remembered(ipIdentity(ip))
       // an address from a proxy header may be anything: only address-sized ones are kept
       if (ip.length <= 64) this.#byAddress.set(ip, caller)
     }

@@ -6,25 +6,40 @@ import { appWith, ok, statuses, storeCases } from '../helpers/app.js'
 const setOf = (max: number, scope: string): PolicySet => buildSet([buildPolicy({ name: `${max}/minute`, max, perMs: 60_000, burst: max }, 1, scope)], 1)
 
 describe('a caller\'s store keys', () => {
-  it('are built once per policy set and handed out again, for the first four sets a caller meets', () => {
+  const build = (built: string[]) => (hashed: string, set: PolicySet): string[] => {
+    built.push(set.policies[0]!.name)
+    return set.policies.map(p => `gcra:{${hashed}}:${p.id}`)
+  }
+
+  it('are built once per policy set and handed out again, for up to four sets', () => {
     const caller = new Caller('AAAAAAAAAAAAAAAAAAAAAA')
-    const sets = [1, 2, 3, 4, 5, 6].map(i => setOf(i, `route:${i}`))
+    const sets = [1, 2, 3, 4].map(i => setOf(i, `route:${i}`))
     const built: string[] = []
-    const build = (hashed: string, set: PolicySet): string[] => {
-      built.push(set.policies[0]!.id)
-      return set.policies.map(p => `gcra:{${hashed}}:${p.id}`)
-    }
-    const first = sets.map(set => caller.keysOf(set, build))
-    const again = sets.map(set => caller.keysOf(set, build))
+    const first = sets.map(set => caller.keysOf(set, build(built)))
+    const again = sets.map(set => caller.keysOf(set, build(built)))
     // each set's keys name this caller and that set's policy
     sets.forEach((set, i) => expect(first[i]).toEqual([`gcra:{AAAAAAAAAAAAAAAAAAAAAA}:${set.policies[0]!.id}`]))
-    // kept: the same array for the first four; the fifth and sixth are built each time, equal
-    for (let i = 0; i < 4; i++) expect(again[i]).toBe(first[i])
-    for (let i = 4; i < 6; i++) {
-      expect(again[i]).not.toBe(first[i])
-      expect(again[i]).toEqual(first[i])
-    }
-    expect(built).toEqual([...sets.map(s => s.policies[0]!.id), sets[4]!.policies[0]!.id, sets[5]!.policies[0]!.id])
+    sets.forEach((_, i) => expect(again[i]).toBe(first[i]))
+    expect(built).toEqual(['1/minute', '2/minute', '3/minute', '4/minute'])
+  })
+
+  it('past four sets, keeps the latest ones: a new set takes the place of the one kept longest', () => {
+    const caller = new Caller('BBBBBBBBBBBBBBBBBBBBBB')
+    const sets = [1, 2, 3, 4, 5, 6].map(i => setOf(i, `route:${i}`))
+    const built: string[] = []
+    const keysOf = (i: number): readonly string[] => caller.keysOf(sets[i - 1]!, build(built))
+    for (let i = 1; i <= 6; i++) keysOf(i)
+    expect(built).toEqual(['1/minute', '2/minute', '3/minute', '4/minute', '5/minute', '6/minute'])
+    // 5 and 6 took the places of 1 and 2: 3 to 6 are kept, 1 is built again (taking 3's place)
+    built.length = 0
+    for (const i of [3, 4, 5, 6, 6, 5]) keysOf(i)
+    expect(built).toEqual([])
+    expect(keysOf(1)).toEqual([`gcra:{BBBBBBBBBBBBBBBBBBBBBB}:${sets[0]!.policies[0]!.id}`])
+    expect(built).toEqual(['1/minute'])
+    // 3 is built again in 4's place; 5 is still kept
+    keysOf(3)
+    keysOf(5)
+    expect(built).toEqual(['1/minute', '3/minute'])
   })
 })
 

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { describe, expect, it } from 'vitest'
 import { RequestState } from '../../lib/http/state.js'
+import { Caller } from '../../lib/identity/caller.js'
 import type { RoutePlan } from '../../lib/limits/plan.js'
 import { observeRoute, OUTCOMES, outcomeOf, tierLabel, type Observation } from '../../lib/observe/outcome.js'
 import { kState } from '../../lib/symbols.js'
@@ -12,7 +13,7 @@ const requestWith = (state: RequestState | null): FastifyRequest => ({ [kState]:
 
 describe('outcomes read from the request state', () => {
   it('are what the hooks recorded, or undefined without a decision', () => {
-    const state = new RequestState(plan, 'k', null, 100)
+    const state = new RequestState(plan, new Caller('k'), null, 100)
     expect(outcomeOf(requestWith(state))).toBeUndefined()
     state.outcome = 'refused_locally'
     expect(outcomeOf(requestWith(state))).toBe('refused_locally')
@@ -21,20 +22,20 @@ describe('outcomes read from the request state', () => {
 
   it('label a configured tier by name and anything else as none', () => {
     const tiers = new Map([['premium', 5]])
-    expect(tierLabel(requestWith(new RequestState(plan, 'k', 'premium', 100)), tiers)).toBe('premium')
-    expect(tierLabel(requestWith(new RequestState(plan, 'k', 'made-up', 100)), tiers)).toBe('none')
-    expect(tierLabel(requestWith(new RequestState(plan, 'k', null, 100)), tiers)).toBe('none')
+    expect(tierLabel(requestWith(new RequestState(plan, new Caller('k'), 'premium', 100)), tiers)).toBe('premium')
+    expect(tierLabel(requestWith(new RequestState(plan, new Caller('k'), 'made-up', 100)), tiers)).toBe('none')
+    expect(tierLabel(requestWith(new RequestState(plan, new Caller('k'), null, 100)), tiers)).toBe('none')
     expect(tierLabel(requestWith(null), tiers)).toBe('none')
   })
 
   it('reach every sink once per decided request, and no sink without a decision', () => {
     const seen: Observation[][] = [[], []]
     const hook = observeRoute('POST /p', new Map([['premium', 5]]), seen.map(list => (_req: FastifyRequest, _reply: FastifyReply, o: Observation) => { list.push(o) }))
-    const decided = new RequestState(plan, 'k', 'premium', 100)
+    const decided = new RequestState(plan, new Caller('k'), 'premium', 100)
     decided.outcome = 'admitted'
     let done = 0
     hook.call(undefined as never, requestWith(decided), {} as FastifyReply, () => { done++ })
-    hook.call(undefined as never, requestWith(new RequestState(plan, 'k', null, 100)), {} as FastifyReply, () => { done++ })
+    hook.call(undefined as never, requestWith(new RequestState(plan, new Caller('k'), null, 100)), {} as FastifyReply, () => { done++ })
     expect(done).toBe(2)
     expect(seen).toEqual([[{ route: 'POST /p', tier: 'premium', outcome: 'admitted' }], [{ route: 'POST /p', tier: 'premium', outcome: 'admitted' }]])
   })
