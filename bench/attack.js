@@ -27,6 +27,29 @@ export async function run ({ quick }) {
   const redis = await startRedis()
   const admin = new Redis({ port: redis.port, host: '127.0.0.1' })
   const runs = []
+  /**
+   * One attack on a fresh server, after its bad identities were exhausted: 9 bad
+   * connections (at `badRate` req/s over all of them, else each as fast as it is answered)
+   * and 1 good one; the Redis commands and deny-cache hits of the attack.
+   */
+  const attack = async (limiter, badRate) => {
+    await admin.flushall()
+    const server = await startServer({ limiter, app: 'attack', redisPort: redis.port })
+    try {
+      const url = `http://127.0.0.1:${server.port}`
+      await runLoad({ url: `${url}/bad`, amount: BAD_KEYS * EXHAUST_PER_KEY, connections: CONNECTIONS, keys: BAD_KEYS, keyPrefix: 'bad-' })
+      await admin.config('RESETSTAT')
+      const [bad, good] = await Promise.all([
+        runLoad({ url: `${url}/bad`, duration, connections: CONNECTIONS - 1, keys: BAD_KEYS, keyPrefix: 'bad-', ...(badRate === undefined ? {} : { overallRate: badRate }) }),
+        runLoad({ url: `${url}/good`, duration, connections: 1, keys: GOOD_KEYS, keyPrefix: 'good-' }),
+      ])
+      const commands = limiterCommands(parseCommandstats(await admin.info('commandstats')))
+      const report = await server.stop()
+      return { bad, good, commands, denyCacheHits: report?.stats?.denyCacheHits }
+    } finally {
+      await server.stop()
+    }
+  }
   try {
     for (let round = 0; round < rounds; round++) {
       for (const limiter of limiters) {
@@ -41,40 +64,9 @@ export async function run ({ quick }) {
             await server.stop()
           }
         })
-        const attacked = await withLowSteal(async () => {
-          await admin.flushall()
-          const server = await startServer({ limiter, app: 'attack', redisPort: redis.port })
-          try {
-            const url = `http://127.0.0.1:${server.port}`
-            await runLoad({ url: `${url}/bad`, amount: BAD_KEYS * EXHAUST_PER_KEY, connections: CONNECTIONS, keys: BAD_KEYS, keyPrefix: 'bad-' })
-            await admin.config('RESETSTAT')
-            const [bad, good] = await Promise.all([
-              runLoad({ url: `${url}/bad`, duration, connections: CONNECTIONS - 1, keys: BAD_KEYS, keyPrefix: 'bad-' }),
-              runLoad({ url: `${url}/good`, duration, connections: 1, keys: GOOD_KEYS, keyPrefix: 'good-' }),
-            ])
-            const commands = limiterCommands(parseCommandstats(await admin.info('commandstats')))
-            const report = await server.stop()
-            return { bad, good, commands, denyCacheHits: report?.stats?.denyCacheHits }
-          } finally {
-            await server.stop()
-          }
-        })
+        const attacked = await withLowSteal(() => attack(limiter))
         // the same attack at a fixed rate: every limiter meets the same attack traffic
-        const rated = await withLowSteal(async () => {
-          await admin.flushall()
-          const server = await startServer({ limiter, app: 'attack', redisPort: redis.port })
-          try {
-            const url = `http://127.0.0.1:${server.port}`
-            await runLoad({ url: `${url}/bad`, amount: BAD_KEYS * EXHAUST_PER_KEY, connections: CONNECTIONS, keys: BAD_KEYS, keyPrefix: 'bad-' })
-            const [bad, good] = await Promise.all([
-              runLoad({ url: `${url}/bad`, duration, connections: CONNECTIONS - 1, keys: BAD_KEYS, keyPrefix: 'bad-', overallRate: BAD_RATE }),
-              runLoad({ url: `${url}/good`, duration, connections: 1, keys: GOOD_KEYS, keyPrefix: 'good-' }),
-            ])
-            return { bad, good }
-          } finally {
-            await server.stop()
-          }
-        })
+        const rated = await withLowSteal(() => attack(limiter, BAD_RATE))
         const { bad, good, commands, denyCacheHits } = attacked.value
         const total = bad.total + good.total
         const admitted = bad.ok + good.ok
