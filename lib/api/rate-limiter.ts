@@ -36,7 +36,7 @@ export function rateLimiter (engine: Engine): RateLimiter {
     const increments = charge ? incrementsFor(set.policies, cost) : set.unitIncrements
     if (exceedsCapacity(set, increments)) return neverFits(set, cost, tier)
     // a cost of 0 is free: its zero increments always fit, and it is only read, never written
-    const decision = await decider.decide(identity.hash(key), set, increments, { charge, onStoreError: options.onStoreError })
+    const decision = await decider.decide(identity.callerOf(key), set, increments, { charge, onStoreError: options.onStoreError })
     if (decision.reply === undefined) throw decision.error
     return toInfo(set, decision.reply, cost, increments, tier, decision.degraded)
   }
@@ -64,7 +64,7 @@ export function rateLimiter (engine: Engine): RateLimiter {
     },
     reset: async (key: string): Promise<void> => {
       if (typeof key !== 'string') throw new FST_GCRA_INVALID_KEY(describeKind(key))
-      const hashed = identity.hash(key)
+      const hashed = identity.callerOf(key).key
       const keys = keysOf(hashed)
       // a refusal in flight now was decided before the delete: forget() makes the deny
       // cache ignore every refusal sent before this moment, whenever it arrives

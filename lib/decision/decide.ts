@@ -122,8 +122,8 @@ export class Decider {
     return keys
   }
 
-  decide (hashedKey: string, set: PolicySet, incrementsUs: readonly number[], how: DecideOptions): MaybePromise<StoreDecision> {
-    return this.decideThen(hashedKey, set, incrementsUs, how, same)
+  decide (who: string | Caller, set: PolicySet, incrementsUs: readonly number[], how: DecideOptions): MaybePromise<StoreDecision> {
+    return this.decideThen(who, set, incrementsUs, how, same)
   }
 
   /**

@@ -42,18 +42,23 @@ const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 
  * that nobody without the secret can test a guess (an IPv4 address is one of only 2^32).
  */
 export function identityHasher (secret: string | undefined, cacheSize = IDENTITY_CACHE): (identity: string) => string {
-  const hash = plainHasher(secret)
-  // the callers of the last moments, remembered: a hash costs more than the rest of a
-  // decision in memory
-  const known = boundedMap<string>(cacheSize)
+  return rememberedBy(plainHasher(secret), cacheSize)
+}
+
+/**
+ * `make(identity)`, remembered for the last `size` identities: the callers of the last
+ * moments, whose hash costs more than the rest of a decision in memory.
+ */
+export function rememberedBy<V> (make: (identity: string) => V, size = IDENTITY_CACHE): (identity: string) => V {
+  const known = boundedMap<V>(size)
   return (identity) => {
-    let hashed = known.get(identity)
-    if (hashed === undefined) {
-      hashed = hash(identity)
+    let value = known.get(identity)
+    if (value === undefined) {
+      value = make(identity)
       // identities longer than a key's worth are not kept: the cache must not hold megabytes
-      if (identity.length <= 256) known.set(identity, hashed)
+      if (identity.length <= 256) known.set(identity, value)
     }
-    return hashed
+    return value
   }
 }
 

@@ -8,7 +8,7 @@ import type { NormalisedOptions } from '../options/normalise.js'
 import { isThenable, type MaybePromise } from '../util/maybe.js'
 import { boundedMap } from '../util/bounded.js'
 import { Caller } from './caller.js'
-import { IDENTITY_CACHE, identityHasher, ipIdentity, plainHasher } from './hash.js'
+import { IDENTITY_CACHE, ipIdentity, plainHasher, rememberedBy } from './hash.js'
 
 // the identity of requests without a client address (a unix socket without trustProxy)
 const NO_ADDRESS = 'fastify-gcra:no-client-address'
@@ -17,39 +17,37 @@ export class Identity {
   readonly #key: NormalisedOptions['key']
   readonly #tier: NormalisedOptions['tier']
   readonly #log: FastifyBaseLogger
-  /** The hash of an identity (HMAC with `keySecret`), remembered for recent identities: the programmatic API's. */
-  readonly hash: (identity: string) => string
-  /** The same hash, remembering nothing: the requests' callers below are what is remembered. */
-  readonly #hashOf: (identity: string) => string
+  /**
+   * The caller of an identity: its hash (HMAC with `keySecret`) and store keys, remembered
+   * for recent identities, whether they come with requests or to the programmatic API.
+   */
+  readonly callerOf: (identity: string) => Caller
   #warnedNoAddress = false
-  /** Recent callers by identity (what a resolver returned, or an auth hook set). */
-  readonly #byIdentity = boundedMap<Caller>(IDENTITY_CACHE)
   /** Recent callers by client address: the /64 grouping is not redone for them. */
   readonly #byAddress = boundedMap<Caller>(IDENTITY_CACHE)
-  #noAddress: Caller | undefined
 
   constructor (options: NormalisedOptions, log: FastifyBaseLogger) {
     this.#key = options.key
     this.#tier = options.tier
     this.#log = log
-    this.hash = identityHasher(options.keySecret)
-    this.#hashOf = plainHasher(options.keySecret)
+    const hash = plainHasher(options.keySecret)
+    this.callerOf = rememberedBy(identity => new Caller(hash(identity)))
   }
 
   /** The caller of a request: its hashed identity and store keys. */
   caller (request: FastifyRequest): MaybePromise<Caller> {
     const resolver = this.#key
     if (resolver === undefined) {
-      if (request.rateLimitKey !== null) return this.#callerOf(request.rateLimitKey)
+      if (request.rateLimitKey !== null) return this.#callerOfKey(request.rateLimitKey)
       if (typeof request.ip === 'string') return this.#address(request.ip)
       if (!this.#warnedNoAddress) {
         this.#warnedNoAddress = true
         this.#log.warn('fastify-gcra: a request has no client address (a unix socket? set Fastify\'s trustProxy, or a key resolver); such requests share one bucket')
       }
-      return this.#noAddress ??= new Caller(this.#hashOf(NO_ADDRESS))
+      return this.callerOf(NO_ADDRESS)
     }
     const value = resolver(request)
-    return isThenable(value) ? Promise.resolve(value).then(v => this.#callerOf(v)) : this.#callerOf(value)
+    return isThenable(value) ? Promise.resolve(value).then(v => this.#callerOfKey(v)) : this.#callerOfKey(value)
   }
 
   /** The caller's tier name, or null. */
@@ -63,7 +61,7 @@ export class Identity {
     let caller = this.#byAddress.get(ip)
     if (caller === undefined) {
       // the addresses of one IPv6 /64 are one caller, remembered once however many of them come
-      caller = this.#remembered(ipIdentity(ip))
+      caller = this.callerOf(ipIdentity(ip))
       // an address from a proxy header may be anything: only address-sized ones are kept
       if (ip.length <= 64) this.#byAddress.set(ip, caller)
     }
@@ -71,22 +69,12 @@ export class Identity {
   }
 
   /** The caller of what a key resolver returned (or an auth hook set). */
-  #callerOf (value: unknown): Caller {
-    if (typeof value === 'string') return this.#remembered(value)
-    if (typeof value === 'number' && Number.isFinite(value)) return this.#remembered(String(value))
+  #callerOfKey (value: unknown): Caller {
+    if (typeof value === 'string') return this.callerOf(value)
+    if (typeof value === 'number' && Number.isFinite(value)) return this.callerOf(String(value))
     // a repeated header, as Node types it: the same identity as Node's own ', ' join
-    if (Array.isArray(value) && value.length > 0 && value.every(v => typeof v === 'string')) return this.#remembered(value.join(', '))
+    if (Array.isArray(value) && value.length > 0 && value.every(v => typeof v === 'string')) return this.callerOf(value.join(', '))
     throw new FST_GCRA_INVALID_KEY(describeKind(value))
-  }
-
-  #remembered (identity: string): Caller {
-    let caller = this.#byIdentity.get(identity)
-    if (caller === undefined) {
-      caller = new Caller(this.#hashOf(identity))
-      // identities longer than a key's worth are not kept: the cache must not hold megabytes
-      if (identity.length <= 256) this.#byIdentity.set(identity, caller)
-    }
-    return caller
   }
 }
 
