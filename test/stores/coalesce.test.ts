@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { FST_GCRA_STORE_REPLY } from '../../lib/index.js'
 import { incrementUs, toBucket } from '../../lib/gcra/math.js'
 import { GCRA_LUA_FIXED_CLOCK } from '../../lib/gcra/lua.js'
-import { Coalescer, encode, MAX_DECISIONS, MAX_KEYS, type Waiting } from '../../lib/stores/coalesce.js'
+import { Coalescer, encode, MAX_DECISIONS, MAX_KEYS, type CoalescerOptions, type Waiting } from '../../lib/stores/coalesce.js'
 import type { StoreReply } from '../../lib/stores/contract.js'
 import { RedisStore } from '../../lib/stores/redis.js'
 import { EPOCH_US } from '../helpers/cases.js'
@@ -141,6 +141,24 @@ describe('the bounds of a call', () => {
     return { calls, coalescer }
   }
   const keys = (n: number, i: number) => Array.from({ length: n }, (_, k) => `p:{c${i}}:${k}`)
+  /** A coalescer whose calls never answer, and how many it sent. */
+  const hanging = (options: CoalescerOptions) => {
+    const calls = { sent: 0 }
+    const coalescer = new Coalescer(() => {
+      calls.sent++
+      return new Promise(() => {})
+    }, options)
+    return { calls, coalescer }
+  }
+  /** A coalescer whose calls admit every decision (TAT 2), and the decisions of each call sent. */
+  const admitting = (options: CoalescerOptions) => {
+    const sent: number[] = []
+    const coalescer = new Coalescer(async (_node, _keys, argv) => {
+      sent.push(argv[0] as number)
+      return [1, ...Array.from({ length: argv[0] as number }, () => [1, 2]).flat()]
+    }, options)
+    return { sent, coalescer }
+  }
 
   it(`split a turn's decisions at ${MAX_DECISIONS} per call, and one node's from another's`, async () => {
     const { calls, coalescer } = recorder()
@@ -238,11 +256,7 @@ describe('the bounds of a call', () => {
   })
 
   it('fail each decision of a hung call at its own deadline, not at the deadline of the oldest one it carries', async () => {
-    let sent = 0
-    const coalescer = new Coalescer(() => {
-      sent++
-      return new Promise(() => {})
-    }, { releaseMs: 50, timeoutMs: 100 })
+    const { coalescer, calls } = hanging({ releaseMs: 50, timeoutMs: 100 })
     const waited: number[] = []
     const timed = (i: number): Promise<void> => {
       const asked = performance.now()
@@ -260,7 +274,7 @@ describe('the bounds of a call', () => {
     await new Promise(resolve => setTimeout(resolve, 25))
     all.push(timed(2))
     await Promise.all(all)
-    expect(sent).toBe(2)
+    expect(calls.sent).toBe(2)
     for (const ms of waited) {
       expect(ms).toBeGreaterThanOrEqual(99)
       expect(ms).toBeLessThan(140)
@@ -268,11 +282,7 @@ describe('the bounds of a call', () => {
   })
 
   it('fail at its deadline a decision that waits for a turn behind a hung call, and never send it', async () => {
-    let sent = 0
-    const coalescer = new Coalescer(() => {
-      sent++
-      return new Promise(() => {})
-    }, { releaseMs: 80, timeoutMs: 60 })
+    const { coalescer, calls } = hanging({ releaseMs: 80, timeoutMs: 60 })
     const first = ask(coalescer, '', keys(1, 0), [5], [1]).catch((error: unknown) => error)
     await new Promise(resolve => setImmediate(resolve))
     const asked = performance.now()
@@ -284,15 +294,11 @@ describe('the bounds of a call', () => {
     expect(await first).toMatchObject({ code: 'FST_GCRA_STORE_TIMEOUT' })
     // the turn comes back at 80 ms, after its deadline: it is not sent then
     await new Promise(resolve => setTimeout(resolve, 60))
-    expect(sent).toBe(1)
+    expect(calls.sent).toBe(1)
   })
 
   it('drop a decision that waited the store timeout unsent (its request was answered without the store), and send the others', async () => {
-    const sent: number[] = []
-    const coalescer = new Coalescer(async (_node, _keys, argv) => {
-      sent.push(argv[0] as number)
-      return [1, ...Array.from({ length: argv[0] as number }, () => [1, 2]).flat()]
-    }, { timeoutMs: 30 })
+    const { sent, coalescer } = admitting({ timeoutMs: 30 })
     const stale = ask(coalescer, '', keys(1, 0), [5], [1])
     // the event loop is held past the timeout before the turn ends
     const until = performance.now() + 40
@@ -304,11 +310,7 @@ describe('the bounds of a call', () => {
   })
 
   it('run a failed decision\'s callback outside its own loops: a callback that flushes the node (a reset) sends each fresh decision once', async () => {
-    const sent: number[] = []
-    const coalescer = new Coalescer(async (_node, _keys, argv) => {
-      sent.push(argv[0] as number)
-      return [1, ...Array.from({ length: argv[0] as number }, () => [1, 2]).flat()]
-    }, { timeoutMs: 30 })
+    const { sent, coalescer } = admitting({ timeoutMs: 30 })
     const outcomes: string[] = []
     const decision = (i: number, onReject?: () => void): Waiting => ({
       keys: keys(1, i), capacitiesUs: [5], incrementsUs: [1], charge: true,
