@@ -7,6 +7,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { FST_GCRA_STORE_UNAVAILABLE } from '../errors.js'
 import type { Caller } from '../identity/caller.js'
+import { flat } from '../identity/hash.js'
 import type { PolicySet } from '../limits/policy.js'
 import type { StoreErrorPolicy } from '../options/types.js'
 import type { RateLimitStore, StoreReply } from '../stores/contract.js'
@@ -113,12 +114,16 @@ export class Decider {
     return `${this.#prefix}:{${hashedKey}}:`
   }
 
-  /** The store keys of one caller's buckets of a policy set. */
+  /**
+   * The store keys of one caller's buckets of a policy set: flat strings, which a memory
+   * store keeps as they are, so that a known caller's next request finds its bucket by the
+   * same string (no character compared).
+   */
   readonly keys = (hashedKey: string, set: PolicySet): string[] => {
     const head = this.keyHead(hashedKey)
     const policies = set.policies
     const keys = new Array<string>(policies.length)
-    for (let i = 0; i < policies.length; i++) keys[i] = head + policies[i]!.id
+    for (let i = 0; i < policies.length; i++) keys[i] = flat(head + policies[i]!.id)
     return keys
   }
 
@@ -147,9 +152,11 @@ export class Decider {
     if (!store.remote) {
       // the memory store answers at once: no guard (no breaker, no deadline), no closure
       let reply: StoreReply
-      const keys = this.#keysOf(who, set)
+      // a known caller's buckets come with what the store found for them last time
+      const buckets = typeof who === 'string' ? undefined : who.bucketsOf(set, this.keys)
+      const keys = buckets === undefined ? this.keys(who as string, set) : buckets.keys
       try {
-        reply = store.decide(keys, caps, incrementsUs, charge, slack)
+        reply = store.decide(keys, caps, incrementsUs, charge, slack, buckets?.handles)
       } catch (error) {
         this.guard.localFailed(error)
         return next(this.#fallBack(error, keys, caps, incrementsUs, charge, slack, onStoreError))

@@ -11,10 +11,11 @@
 import type {
   FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, onResponseHookHandler, preHandlerHookHandler,
 } from 'fastify'
-import { holdUs, type StoreDecision } from '../decision/decide.js'
+import { holdUs, type DecideOptions, type StoreDecision } from '../decision/decide.js'
 import { concurrencyInfo, neverFits, toInfo, unavailableInfo } from '../decision/info.js'
 import type { Engine } from '../engine.js'
 import { FST_GCRA_INVALID_COST, describeKind } from '../errors.js'
+import { Caller } from '../identity/caller.js'
 import type { SlotOutcome } from '../inference/concurrency.js'
 import { settleCharge, settlementOf } from '../inference/settle.js'
 import type { RoutePlan } from '../limits/plan.js'
@@ -77,28 +78,42 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     return false
   }
 
-  /** The request's state, resolved once: the early check and the charge share it. */
+  /** The request's state, made once: the early check and the charge share it. */
   function stateOf (request: Limited): MaybePromise<RequestState> {
-    const known = request[kState]
-    if (known !== null) return known
     // one after the other: a second pending promise would reject unobserved if the first threw
-    return andThen(identity.caller(request), caller => andThen(identity.tier(request), (tier) => {
-      const state = new RequestState(plan, caller, tier, scales.applies(plan) ? scales.of(plan, request) : 100)
-      request[kState] = state
-      return state
-    }))
+    const caller = identity.caller(request)
+    return caller instanceof Caller ? withTier(request, caller) : caller.then(c => withTier(request, c))
   }
 
-  /** Returns false once the request has been answered. `charge` false: the early check of a body-cost route. */
+  function withTier (request: Limited, caller: Caller): MaybePromise<RequestState> {
+    const tier = identity.tier(request)
+    return tier === null || typeof tier === 'string' ? made(request, caller, tier) : tier.then(t => made(request, caller, t))
+  }
+
+  function made (request: Limited, caller: Caller, tier: string | null): RequestState {
+    const state = new RequestState(plan, caller, tier, scales.applies(plan) ? scales.of(plan, request) : 100)
+    request[kState] = state
+    return state
+  }
+
+  /**
+   * Returns false once the request has been answered. `charge` false: the early check of a
+   * body-cost route. Straight through, without a promise or a closure, while nothing waits
+   * for I/O (a known caller on the memory store).
+   */
   function limit (request: Limited, reply: FastifyReply, charge: boolean): Step {
-    return andThen(stateOf(request), state => state.refusedInShadow
-      ? true
-      : then(takeSlots(request, reply, state, charge), () => state.refusedInShadow || rate(request, reply, state, charge))) as Step
+    const state = request[kState] ?? stateOf(request)
+    return state instanceof RequestState ? limitFor(request, reply, state, charge) : state.then(s => limitFor(request, reply, s, charge))
+  }
+
+  function limitFor (request: Limited, reply: FastifyReply, state: RequestState, charge: boolean): Step {
+    if (state.refusedInShadow) return true
+    if (plan.concurrency === undefined || state.slotsAsked) return rate(request, reply, state, charge)
+    return then(takeSlots(request, reply, state, charge), () => state.refusedInShadow || rate(request, reply, state, charge))
   }
 
   /** Concurrency: the caller's slot, then the route's; once per request, given back when the response closes. */
   function takeSlots (request: FastifyRequest, reply: FastifyReply, state: RequestState, charge: boolean): Step {
-    if (plan.concurrency === undefined || state.slotsAsked) return true
     state.slotsAsked = true
     // whatever ends the response (sent, aborted, timed out, an error) gives the slots back
     const raw = reply.raw
@@ -111,7 +126,7 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
       state.closed = true
       return false
     }
-    return andThen(slots.acquire(state.key, plan.concurrency, state.tier, plan.onStoreError), outcome => slotsTaken(request, reply, state, charge, outcome))
+    return andThen(slots.acquire(state.key, plan.concurrency!, state.tier, plan.onStoreError), outcome => slotsTaken(request, reply, state, charge, outcome))
   }
 
   function slotsTaken (request: FastifyRequest, reply: FastifyReply, state: RequestState, charge: boolean, outcome: SlotOutcome): boolean {
@@ -173,15 +188,20 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
    * buckets (an early check, a 413's state); a free request is a read whatever it says.
    */
   function decide<R> (state: RequestState, set: PolicySet, incrementsUs: readonly number[], write: boolean, delayUs: number, next: (decision: StoreDecision) => R): MaybePromise<R> {
-    return decider.decideThen(state.caller, set, incrementsUs, { charge: write, onStoreError: plan.onStoreError, storeFailed: state.storeFailed, delayUs }, next)
+    return decider.decideThen(state.caller, set, incrementsUs, state.storeFailed ? { ...how(write, delayUs), storeFailed: true } : how(write, delayUs), next)
   }
+
+  // the route's decide options, made once (a request on a failing store adds its own)
+  const onStoreError = plan.onStoreError
+  const hows: DecideOptions[] = [false, true].flatMap(charge => [0, plan.delayUs].map(delayUs => ({ charge, onStoreError, delayUs })))
+  const how = (write: boolean, delayUs: number): DecideOptions => hows[(write ? 2 : 0) + (delayUs === 0 ? 0 : 1)]!
 
   function decideCost (request: FastifyRequest, reply: FastifyReply, state: RequestState, set: PolicySet, cost: number, incrementsUs: readonly number[], charge: boolean): Step {
     if (exceedsCapacity(set, incrementsUs)) return tooLarge(request, reply, state, set, cost, incrementsUs)
     const delayUs = plan.delayUs
-    const finish = (decision: StoreDecision, usedUs: number, reserved: boolean): Step => answer(request, reply, state, set, cost, incrementsUs, charge, decision, usedUs, reserved)
     // a check or a route without delay: one decision
-    if (delayUs === 0 || !charge) return decide(state, set, incrementsUs, charge, delayUs, d => finish(d, delayUs, false)) as Step
+    if (delayUs === 0 || !charge) return decide(state, set, incrementsUs, charge, delayUs, d => answer(request, reply, state, set, cost, incrementsUs, charge, d, delayUs, false)) as Step
+    const finish = (decision: StoreDecision, usedUs: number, reserved: boolean): Step => answer(request, reply, state, set, cost, incrementsUs, charge, decision, usedUs, reserved)
     // shaping: a request that fits now is admitted at once; one that does not (charged
     // nothing) takes a place among the `maxDelayed` and is decided again with the delay:
     // held until its slot, or refused. With no place left, it stays refused. Shadow mode
@@ -271,7 +291,7 @@ export function routeHooks (engine: Engine, plan: RoutePlan): RouteHooks {
     if (info.allowed) {
       state.outcome = decision.degraded ? 'admitted_locally' : heldMs > 0 ? 'delayed' : 'admitted'
       // a free request was charged nothing: it has nothing to settle
-      const charged = cost > 0 ? { set, incrementsUs, cost, locally: decision.degraded } : undefined
+      const charged = cost > 0 ? { set, keys: state.caller.keysOf(set, decider.keys), incrementsUs, cost, locally: decision.degraded } : undefined
       state.charged = charged
       if (heldMs === 0) return true
       if (shadow) {

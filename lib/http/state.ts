@@ -13,6 +13,8 @@ import type { RequestOutcome } from '../observe/outcome.js'
 /** What a request was charged: what `settle` moves, in the store that charged it. */
 export interface Charge {
   readonly set: PolicySet
+  /** The store keys charged (the caller's keys of `set`). */
+  readonly keys: readonly string[]
   readonly incrementsUs: readonly number[]
   readonly cost: number
   /** Charged by this process while the store failed ('local'). */

@@ -5,7 +5,7 @@
 import crypto from 'node:crypto'
 import { isIPv4, isIPv6 } from 'node:net'
 import ipaddr from 'ipaddr.js'
-import { boundedMap } from '../util/bounded.js'
+import { RecentMap } from '../util/bounded.js'
 
 /**
  * The identity of a client address: IPv4 as is; IPv4-mapped IPv6 as its IPv4; any
@@ -46,11 +46,11 @@ export function identityHasher (secret: string | undefined, cacheSize = IDENTITY
 }
 
 /**
- * `make(identity)`, remembered for the last `size` identities: the callers of the last
- * moments, whose hash costs more than the rest of a decision in memory.
+ * `make(identity)`, remembered for (at least) the last `size` identities: the callers of
+ * the last moments, whose hash costs more than the rest of a decision in memory.
  */
 export function rememberedBy<V> (make: (identity: string) => V, size = IDENTITY_CACHE): (identity: string) => V {
-  const known = boundedMap<V>(size)
+  const known = new RecentMap<V>(size)
   return (identity) => {
     let value = known.get(identity)
     if (value === undefined) {
@@ -71,7 +71,7 @@ export function plainHasher (secret: string | undefined): (identity: string) => 
   return (identity) => flat(hash(identity))
 }
 
-/** Identities whose hash is remembered. */
+/** Identities whose hash is remembered, at least (at most twice as many are held). */
 export const IDENTITY_CACHE = 10_000
 
 /** A string with no reference to the strings it was cut or joined from (V8 keeps those alive otherwise). */

@@ -6,7 +6,7 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { FST_GCRA_INVALID_KEY, FST_GCRA_INVALID_TIER, describeKind } from '../errors.js'
 import type { NormalisedOptions } from '../options/normalise.js'
 import { isThenable, type MaybePromise } from '../util/maybe.js'
-import { boundedMap } from '../util/bounded.js'
+import { RecentMap } from '../util/bounded.js'
 import { Caller } from './caller.js'
 import { IDENTITY_CACHE, ipIdentity, plainHasher, rememberedBy } from './hash.js'
 
@@ -24,7 +24,7 @@ export class Identity {
   readonly callerOf: (identity: string) => Caller
   #warnedNoAddress = false
   /** Recent callers by client address: the /64 grouping is not redone for them. */
-  readonly #byAddress = boundedMap<Caller>(IDENTITY_CACHE)
+  readonly #byAddress = new RecentMap<Caller>(IDENTITY_CACHE)
 
   constructor (options: NormalisedOptions, log: FastifyBaseLogger) {
     this.#key = options.key

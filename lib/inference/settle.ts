@@ -19,7 +19,7 @@ import { andThen, type MaybePromise } from '../util/maybe.js'
  * and the charged ones. Undefined when nothing changes or the store failed (the charge stands).
  */
 export function settleCharge (decider: Decider, hashedKey: string, charge: Charge, actual: number): MaybePromise<StoreReply | undefined> {
-  const { set, incrementsUs, locally } = charge
+  const { set, keys, incrementsUs, locally } = charge
   const n = set.policies.length
   const deltas = new Array<number>(n)
   let change = false
@@ -28,7 +28,6 @@ export function settleCharge (decider: Decider, hashedKey: string, charge: Charg
     if (deltas[i] !== 0) change = true
   }
   if (!change) return undefined
-  const keys = decider.keys(hashedKey, set)
   if (locally) return decider.fallback().adjust(keys, set.capacitiesUs, deltas, decider.reachUs)
   const store = decider.store
   const refund = deltas.some(d => d < 0)

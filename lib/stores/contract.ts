@@ -76,7 +76,11 @@ export interface StoreTopology {
 /** The memory store: every role answered in this process, synchronously. */
 export interface LocalStore extends BucketStore, SlotStore {
   readonly remote: false
-  decide(keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs?: number): StoreReply
+  /**
+   * `handles`: a caller's place (see `CallerBuckets`) where the store keeps what it found
+   * for these keys, to find it again without a lookup; checked before each use.
+   */
+  decide(keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs?: number, handles?: unknown[]): StoreReply
   adjust(keys: readonly string[], capacitiesUs: readonly number[], deltasUs: readonly number[], slackUs?: number): StoreReply
   acquire(key: string, limit: number, token: string, leaseMs: number): SlotReply
   /** Buckets held now; live buckets evicted because the store was full; slots held. */

@@ -9,7 +9,6 @@
  * under a flood of new identities, that made a decision cost tens of µs.
  */
 import { adjustTat, decide } from '../gcra/math.js'
-import { flat } from '../identity/hash.js'
 import type { LocalStore, SlotReply, StoreReply } from './contract.js'
 
 export interface MemoryStoreOptions {
@@ -33,6 +32,8 @@ const SWEEP = 64
 interface Entry {
   readonly key: string
   tatUs: number
+  /** Removed from the store (expired, evicted, deleted): a caller's handle to it is stale. */
+  gone: boolean
   /** Written before this one (towards the head), or null. */
   older: Entry | null
   /** Written after this one (towards the tail), or null. */
@@ -67,19 +68,33 @@ export class MemoryStore implements LocalStore {
     return this.#evictedLive
   }
 
-  decide (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs = 0): StoreReply {
+  decide (keys: readonly string[], capacitiesUs: readonly number[], incrementsUs: readonly number[], charge: boolean, slackUs = 0, handles?: unknown[]): StoreReply {
     const nowUs = this.#clock()
     const n = keys.length
-    // each key looked up once: the entries found are written in place
+    // each key looked up once (or not at all, where the caller's handle is still its bucket):
+    // the entries found are written in place
     const found = new Array<Entry | undefined>(n)
     const stored = new Array<number | undefined>(n)
-    for (let i = 0; i < n; i++) stored[i] = (found[i] = this.#entries.get(keys[i]!))?.tatUs
+    for (let i = 0; i < n; i++) {
+      const key = keys[i]!
+      let entry = handles?.[i] as Entry | undefined
+      if (entry === undefined || entry.gone || entry.key !== key) {
+        entry = this.#entries.get(key)
+        if (handles !== undefined) handles[i] = entry
+      }
+      found[i] = entry
+      stored[i] = entry?.tatUs
+    }
     const tatsUs = new Array<number>(n)
     const allowed = decide(stored, capacitiesUs, incrementsUs, nowUs, tatsUs, charge, slackUs)
     if (allowed && charge) {
       // the entries found first: moved to the tail, no insertion below can evict them
       for (let i = 0; i < n; i++) if (found[i] !== undefined) this.#touch(found[i]!, tatsUs[i]!)
-      for (let i = 0; i < n; i++) if (found[i] === undefined) this.#write(keys[i]!, tatsUs[i]!, nowUs)
+      for (let i = 0; i < n; i++) {
+        if (found[i] !== undefined) continue
+        const entry = this.#write(keys[i]!, tatsUs[i]!, nowUs)
+        if (handles !== undefined) handles[i] = entry
+      }
     }
     return { allowed, nowUs, tatsUs }
   }
@@ -128,31 +143,31 @@ export class MemoryStore implements LocalStore {
   delete (keys: readonly string[]): void {
     for (const key of keys) {
       const entry = this.#entries.get(key)
-      if (entry === undefined) continue
-      this.#unlink(entry)
-      this.#entries.delete(key)
+      if (entry !== undefined) this.#remove(entry)
     }
   }
 
   close (): void {
+    for (const entry of this.#entries.values()) entry.gone = true
     this.#entries.clear()
     this.#slots.clear()
     this.#head = this.#tail = null
   }
 
-  #write (key: string, tatUs: number, nowUs: number): void {
+  #write (key: string, tatUs: number, nowUs: number): Entry {
     let entry = this.#entries.get(key)
     if (entry === undefined) {
       if (this.#entries.size >= this.#maxKeys) this.#evict(nowUs)
-      // kept flat: a key built by concatenation holds its pieces (twice the bytes)
-      const own = flat(key)
-      entry = { key: own, tatUs, older: null, newer: null }
-      this.#entries.set(own, entry)
+      // kept as given: the plugin's keys are flat strings, kept by their callers too, so a
+      // lookup finds the very same string (a key built by concatenation would hold its pieces)
+      entry = { key, tatUs, gone: false, older: null, newer: null }
+      this.#entries.set(key, entry)
     } else {
       this.#touch(entry, tatUs)
-      return
+      return entry
     }
     this.#append(entry)
+    return entry
   }
 
   /** A new TAT for a bucket held: it becomes the most recently charged. */
@@ -182,6 +197,7 @@ export class MemoryStore implements LocalStore {
   #remove (entry: Entry): void {
     this.#unlink(entry)
     this.#entries.delete(entry.key)
+    entry.gone = true
   }
 
   #evict (nowUs: number): void {

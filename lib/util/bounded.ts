@@ -12,6 +12,45 @@ export function boundedMap<V> (max: number): BoundedMap<V> {
 }
 
 /**
+ * What was used lately, for the caches read on every request (callers by identity and by
+ * address): two generations of plain Maps. A read looks in the young one, then in the old
+ * one (and brings what it finds back into the young one); once the young one holds `max`
+ * entries it becomes the old one, and the old one is dropped. So the last `max` entries
+ * used are always there, at most 2 × `max` are held, and a hit is one Map lookup, with no
+ * wrapper object per entry to read.
+ */
+export class RecentMap<V> {
+  #young = new Map<string, V>()
+  #old = new Map<string, V>()
+  readonly #max: number
+
+  constructor (max: number) {
+    this.#max = Math.max(1, max)
+  }
+
+  get (key: string): V | undefined {
+    const value = this.#young.get(key)
+    if (value !== undefined) return value
+    const old = this.#old.get(key)
+    if (old !== undefined) this.set(key, old)
+    return old
+  }
+
+  set (key: string, value: V): void {
+    if (this.#young.size >= this.#max) {
+      this.#old = this.#young
+      this.#young = new Map()
+    }
+    this.#young.set(key, value)
+  }
+
+  /** Entries held, in both generations (one used in both counts twice). */
+  get size (): number {
+    return this.#young.size + this.#old.size
+  }
+}
+
+/**
  * `true` the first time an id is seen, then `false`: one log line per tier name, scale
  * source or condition. At most `max` ids are remembered; past them nothing new is
  * reported, so garbage sent by callers can grow neither memory nor the log.

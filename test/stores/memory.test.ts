@@ -1,3 +1,4 @@
+import fc from 'fast-check'
 import { describe, expect, it, vi, afterEach } from 'vitest'
 import { MemoryStore } from '../../lib/stores/memory.js'
 import { appWith, memoryCase, statuses, ok } from '../helpers/app.js'
@@ -113,5 +114,67 @@ describe('memory store', () => {
     const back = await app.inject('/p')
     expect(back.statusCode).toBe(200)
     expect(back.headers.ratelimit).toBe('"2/minute";r=0;t=30')
+  })
+})
+
+describe('memory store, a caller\'s handles', () => {
+  // what can happen to a bucket between two decisions of its caller: other callers charge
+  // (and evict, the store being small), the bucket is settled (moved, or refunded away),
+  // deleted (a reset), or time passes and it expires
+  const op = fc.oneof(
+    fc.record({ kind: fc.constant('decide' as const), who: fc.nat(5), inc: fc.integer({ min: 0, max: 3_000_000 }), charge: fc.boolean() }),
+    fc.record({ kind: fc.constant('adjust' as const), who: fc.nat(5), delta: fc.integer({ min: -4_000_000, max: 2_000_000 }) }),
+    fc.record({ kind: fc.constant('delete' as const), who: fc.nat(5) }),
+    fc.record({ kind: fc.constant('wait' as const), us: fc.integer({ min: 0, max: 3_000_000 }) }),
+  )
+
+  it('decide exactly as lookups would, whatever happened to the buckets in between', () => {
+    fc.assert(fc.property(fc.array(op, { maxLength: 80 }), fc.integer({ min: 1, max: 8 }), (ops, maxKeys) => {
+      let now = 1_000_000_000
+      const clock = () => now
+      const withHandles = new MemoryStore({ maxKeys, clock })
+      const withLookups = new MemoryStore({ maxKeys, clock })
+      // each caller has two buckets (a minute and a day, say); keys as the plugin makes them
+      const keysOf = (who: number) => [`gcra:{c${who}}:m`, `gcra:{c${who}}:d`]
+      const keys = [0, 1, 2, 3, 4, 5].map(keysOf)
+      const handles = keys.map((): unknown[] => [])
+      const caps = [D, 2 * D]
+      for (const o of ops) {
+        if (o.kind === 'wait') now += o.us
+        else if (o.kind === 'delete') {
+          withHandles.delete(keys[o.who]!)
+          withLookups.delete(keys[o.who]!)
+        } else if (o.kind === 'adjust') {
+          expect(withHandles.adjust(keys[o.who]!, caps, [o.delta, o.delta])).toEqual(withLookups.adjust(keys[o.who]!, caps, [o.delta, o.delta]))
+        } else {
+          const a = withHandles.decide(keys[o.who]!, caps, [o.inc, o.inc], o.charge, 0, handles[o.who])
+          const b = withLookups.decide(keys[o.who]!, caps, [o.inc, o.inc], o.charge)
+          expect(a).toEqual(b)
+        }
+        expect(withHandles.size).toBe(withLookups.size)
+        expect(withHandles.evictedLive).toBe(withLookups.evictedLive)
+      }
+    }), { numRuns: 300 })
+  })
+
+  it('are not used for other keys: a handle found for one key never answers for another', () => {
+    const now = 1_000_000_000
+    const store = new MemoryStore({ maxKeys: 10, clock: () => now })
+    const handles: unknown[] = []
+    expect(store.decide(['a'], [D], [D], true, 0, handles).allowed).toBe(true)
+    // the same place, asked for another key: that key's own (empty) bucket decides
+    expect(store.decide(['b'], [D], [D], true, 0, handles).allowed).toBe(true)
+    expect(store.decide(['a'], [D], [1], false, 0, handles).allowed).toBe(false)
+    expect(store.decide(['b'], [D], [1], false).allowed).toBe(false)
+  })
+
+  it('see a bucket that closing the store dropped as gone', () => {
+    const now = 1_000_000_000
+    const store = new MemoryStore({ maxKeys: 10, clock: () => now })
+    const handles: unknown[] = []
+    store.decide(['a'], [D], [D], true, 0, handles)
+    store.close()
+    expect(store.decide(['a'], [D], [D], true, 0, handles).allowed).toBe(true)
+    expect(store.size).toBe(1)
   })
 })
