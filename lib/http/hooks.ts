@@ -14,15 +14,14 @@ import type {
 import { holdUs, type DecideOptions, type StoreDecision } from '../decision/decide.js'
 import { concurrencyInfo, neverFits, toInfo, unavailableInfo } from '../decision/info.js'
 import type { Engine } from '../engine.js'
-import { FST_GCRA_INVALID_COST, describeKind } from '../errors.js'
 import { Caller } from '../identity/caller.js'
 import type { SlotOutcome } from '../inference/concurrency.js'
 import { settleCharge, settlementOf } from '../inference/settle.js'
-import type { RoutePlan } from '../limits/plan.js'
+import { costOf, type RoutePlan } from '../limits/plan.js'
 import { exceedsCapacity, incrementsFor, type PolicySet } from '../limits/policy.js'
 import { kState } from '../symbols.js'
 import type { RateLimitInfo } from '../types.js'
-import { andThen, isThenable, type MaybePromise } from '../util/maybe.js'
+import { andThen, type MaybePromise } from '../util/maybe.js'
 import { setConcurrencyHeaders, setPolicyHeader, setRateLimitHeaders } from './fields.js'
 import { sendCostTooLarge, sendReducedCapacity, sendRouteBusy, sendStoreUnavailable, sendTooManyRequests } from './problems.js'
 import { RequestState } from './state.js'
@@ -37,20 +36,6 @@ function then (step: Step, next: () => Step): Step {
   if (step === true) return next()
   if (step === false) return false
   return step.then(go => go && next())
-}
-
-async function costOf (plan: RoutePlan, request: FastifyRequest): Promise<number> {
-  let value: unknown
-  try {
-    value = (plan.cost as (r: FastifyRequest) => unknown)(request)
-    if (isThenable(value)) value = await value
-  } catch (error) {
-    // the cause carries the detail; the logger prints its message after ours
-    throw new FST_GCRA_INVALID_COST(plan.label, 'an exception', { cause: error })
-  }
-  // 0 is a free request (an empty batch); what is negative or not a number is the server's bug
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new FST_GCRA_INVALID_COST(plan.label, describeKind(value))
-  return value
 }
 
 export interface RouteHooks {

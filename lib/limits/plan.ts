@@ -2,12 +2,13 @@
  * Route plans: a route's (or a programmatic scope's) limits turned into policy sets for
  * every tier once, at registration, so that a request only looks its set up.
  */
-import type { FastifyBaseLogger } from 'fastify'
-import { FST_GCRA_INVALID_OPTION } from '../errors.js'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import { FST_GCRA_INVALID_COST, FST_GCRA_INVALID_OPTION, describeKind } from '../errors.js'
 import { hashIdentity } from '../identity/hash.js'
 import type { ConcurrencySettings, NormalisedOptions } from '../options/normalise.js'
 import type { CostSetting, ScaleFunction, SettleFunction, StoreErrorPolicy } from '../options/types.js'
 import { boundedMap, firstTime } from '../util/bounded.js'
+import { isThenable } from '../util/maybe.js'
 import type { Limit } from './limit.js'
 import { buildPolicy, buildSet, GLOBAL_SCOPE, type Policy, type PolicySet } from './policy.js'
 
@@ -220,4 +221,19 @@ export class Planner {
     const id = hashIdentity(`${scopeId}\nconcurrency`).slice(0, 12)
     return Object.freeze({ perCaller: settings.perCaller, tiers, route: settings.route, id, routeKey: `${this.#opts.prefix}:{${id}}:route` })
   }
+}
+
+/** A request's cost under a route's cost function: a finite number ≥ 0, else the route's error. */
+export async function costOf (plan: RoutePlan, request: FastifyRequest): Promise<number> {
+  let value: unknown
+  try {
+    value = (plan.cost as (r: FastifyRequest) => unknown)(request)
+    if (isThenable(value)) value = await value
+  } catch (error) {
+    // the cause carries the detail; the logger prints its message after ours
+    throw new FST_GCRA_INVALID_COST(plan.label, 'an exception', { cause: error })
+  }
+  // 0 is a free request (an empty batch); what is negative or not a number is the server's bug
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new FST_GCRA_INVALID_COST(plan.label, describeKind(value))
+  return value
 }
