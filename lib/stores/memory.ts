@@ -148,7 +148,11 @@ export class MemoryStore implements LocalStore {
   }
 
   close (): void {
-    for (const entry of this.#entries.values()) entry.gone = true
+    // a caller's handle to an entry must not keep the rest of the chain alive
+    for (const entry of this.#entries.values()) {
+      entry.gone = true
+      entry.older = entry.newer = null
+    }
     this.#entries.clear()
     this.#slots.clear()
     this.#head = this.#tail = null
