@@ -25,7 +25,7 @@ export const CHARTS = { overhead: 'benchmarks-overhead.svg', boundary: 'benchmar
 
 const TITLES = {
   overhead: 'Overhead',
-  hooks: 'Hook cost',
+  inprocess: 'In process',
   attack: 'Under attack',
   accuracy: 'Accuracy',
   decision: 'Decision cost',
@@ -116,9 +116,10 @@ const NOTES = {
       ...(cpu ? ['CPU columns: the app server\'s own CPU time per request, and the private Redis server\'s, which move less with other load on the cores than req/s does.'] : []),
     ].join('\n\n')
   },
-  hooks: (r) => [
-    'What each plugin\'s own code costs per request, without the network. The overhead scenario\'s CPU per request comes with a spread of several µs from run to run on a shared 2-core machine (an HTTP server\'s CPU time per request also moves with how busy it is: a less busy server wakes up more often per request), which is as large as what a limiter adds in memory. Here one Fastify request and reply, taken from `app.inject`, go through the route\'s limiting hook again and again, in a process of its own, with the caller\'s identity rotating over 1 or 10,000 keys: the identity, the decision on the memory store and the fields, and nothing else.',
-    `Each limiter and identity count runs in a fresh process; ${plural(r.rounds, 'round', 'rounds')}, the limiters taking turns. µs of CPU per request, lower is better; the ratio is fastify-gcra\'s over @fastify/rate-limit\'s in the same round.`,
+  inprocess: (r) => [
+    'What each plugin\'s own code adds to a request, without the network. Over HTTP, the overhead scenario\'s CPU per request spreads by several µs from run to run on a shared 2-core machine (a server\'s CPU time per request also moves with how busy it is: a less busy one wakes up more often per request), which is as large as what a limiter adds in memory. Here nothing shares the process\'s CPU time: its own CPU time per request is steady to a few per cent.',
+    `Whole requests: one process holds three apps — bare Fastify, @fastify/rate-limit and fastify-gcra, with the overhead scenario's route and limits — and sends each of them whole requests (a real \`http.IncomingMessage\` and \`ServerResponse\`, on a socket that discards what is written) through Fastify's own router: routing, hooks, decorators, the handler, serialisation and the response head with the limiter's fields. The apps take turns in blocks of ${fmt(r.block)} requests, ${plural(r.rounds, 'round', 'rounds')}; what a plugin adds is its block minus bare Fastify's block of the same round. Each mode runs in ${plural(r.processes, 'fresh process', 'fresh processes')}; the tables give the median of the processes, the smallest and largest in brackets. Memory stores take one request at a time; Redis stores (each plugin's default client, one private Redis server) 100 requests at once, so fastify-gcra's store coalesces their decisions as it does under load.`,
+    `The route hook alone: one Fastify request and reply, taken from \`app.inject\`, go through the route's limiting hook again and again, in a process of its own per limiter and mode (${plural(r.hookRounds, 'round', 'rounds')}, the limiters taking turns), with the caller's identity rotating over 1 or 10,000 keys: the identity, the decision on the memory store and the fields, and nothing else. µs of CPU per request, lower is better.`,
   ].join('\n\n'),
   attack: (r) => [
     `Whether callers who are already over their limit slow down everyone else. ${r.connections - 1} of ${r.connections} connections come from ${fmt(r.badKeys)} identities that have used up their allowance (10 a minute on /bad) and keep sending; the last connection carries ${fmt(r.goodKeys)} good callers. The same limiter is first measured with good callers only ("calm").`,

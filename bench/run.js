@@ -1,5 +1,7 @@
 // `npm run bench [-- --quick] [-- --only overhead,attack] [-- --profile]`: every scenario in a
-// child process of its own, one after the other; writes bench/results/latest.{md,json}.
+// child process of its own, one after the other; writes bench/results/latest.{md,json} and the
+// benchmarks page, or, for a run of some scenarios (--only), bench/results/only.{md,json}, so
+// that the last full run stays what the docs show.
 import { spawn } from 'node:child_process'
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, release, totalmem } from 'node:os'
@@ -8,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { cpuBetween, pct, readCpu } from './lib/stats.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
-export const SCENARIOS = ['overhead', 'hooks', 'attack', 'accuracy', 'decision', 'memory', 'redis-cost']
+export const SCENARIOS = ['overhead', 'inprocess', 'attack', 'accuracy', 'decision', 'memory', 'redis-cost']
 // scenarios that measure the heap need a collector they can call
 const NODE_ARGS = { decision: ['--expose-gc'], memory: ['--expose-gc', '--max-old-space-size=4096'] }
 
@@ -17,6 +19,7 @@ const quick = args.includes('--quick')
 const profile = args.includes('--profile')
 const onlyAt = args.indexOf('--only')
 const only = onlyAt === -1 ? SCENARIOS : args[onlyAt + 1].split(',')
+const stem = onlyAt === -1 ? 'latest' : 'only'
 for (const name of only) if (!SCENARIOS.includes(name)) throw new Error(`unknown scenario '${name}'; one of ${SCENARIOS.join(', ')}`)
 
 const resultsDir = join(here, 'results')
@@ -65,7 +68,7 @@ const machine = {
 }
 
 const json = { command, quick, date: started.toISOString(), seconds, machine, steal: cpu.steal, busy: cpu.busy, results }
-writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify(json, null, 2) + '\n')
+writeFileSync(join(resultsDir, `${stem}.json`), JSON.stringify(json, null, 2) + '\n')
 
 const sections = []
 for (const name of only) {
@@ -83,8 +86,9 @@ const md = [
   '',
   ...sections.flatMap(s => [s, '']),
 ].join('\n')
-writeFileSync(join(resultsDir, 'latest.md'), md)
-process.stderr.write(`\nwrote bench/results/latest.md and latest.json (${Math.round(seconds)} s)\n`)
+writeFileSync(join(resultsDir, `${stem}.md`), md)
+process.stderr.write(`\nwrote bench/results/${stem}.md and ${stem}.json (${Math.round(seconds)} s)\n`)
+if (stem !== 'latest') process.exit(Object.values(results).some(r => r.error !== undefined) ? 1 : 0)
 // docs/benchmarks.md and its charts follow every run (bench/docs.js; `npm run bench:docs` alone)
 try {
   await (await import('./docs.js')).writeDocs()
