@@ -1,12 +1,14 @@
 // The example ML API (bench/ml-api), in-process: the README's "run" command serves this.
+import type { InjectOptions } from 'fastify'
 import { describe, expect, it } from 'vitest'
 import { storeCases } from './helpers/app.js'
 import { startDemo } from './helpers/demo.js'
+// @ts-expect-error plain JavaScript without declarations
 import { shadowSetting } from '../bench/ml-api/app.js'
 import { hasRedis, randomPrefix } from './helpers/redis.js'
 
-const post = (url: string, payload: unknown, key?: string) => ({
-  method: 'POST' as const, url, payload, headers: key === undefined ? {} : { 'x-api-key': key },
+const post = (url: string, payload: object, key?: string): InjectOptions => ({
+  method: 'POST', url, payload, headers: key === undefined ? {} : { 'x-api-key': key },
 })
 
 describe.each(storeCases)('example ML API on the $name store', (store) => {

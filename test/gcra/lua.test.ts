@@ -21,7 +21,7 @@ function fixedClockStore (redis: Redis, clock: () => number, persist = false): P
       const { argv } = encode([{ keys, capacitiesUs: caps, incrementsUs: incs, charge, resolve: () => {}, reject: () => {} }])
       const tx = redis.multi().eval(GCRA_LUA_FIXED_CLOCK, keys.length, ...keys, ...argv, clock())
       if (persist) for (const key of keys) tx.persist(key)
-      const [[error, result]] = (await tx.exec())! as Array<[Error | null, unknown]>
+      const [[error, result]] = (await tx.exec())! as Array<[Error | null, unknown]> as [[Error | null, unknown]]
       if (error !== null) throw error
       const reply = result as number[]
       return { allowed: reply[1] === 1, nowUs: reply[0]!, tatsUs: reply.slice(2) }

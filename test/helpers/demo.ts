@@ -1,6 +1,7 @@
 /** The example ML API, listening on an ephemeral loopback port, closed after the test. */
 import type { FastifyInstance } from 'fastify'
 import { afterEach } from 'vitest'
+// @ts-expect-error plain JavaScript without declarations
 import { buildApp, LIMITS } from '../../bench/ml-api/app.js'
 import type { StoreCase } from './app.js'
 import { randomPrefix, redisUrl } from './redis.js'

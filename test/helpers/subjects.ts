@@ -13,7 +13,7 @@ export async function libStep (store: Pick<BucketStore, 'decide'>, keys: readonl
   const buckets = limits.map(l => toBucket(l.max, l.perMs, l.burst, toNumber(l.multiplier)))
   const incs = buckets.map(b => incrementUs(cost, b.intervalUs))
   if (incs.some((inc, i) => inc > buckets[i]!.capacityUs)) {
-    return { tooLarge: true, allowed: false, remaining: [], retryAfterUs: 0, tatsUs: [], ttlMs: [], nowUs: NaN }
+    return { tooLarge: true, allowed: false, remaining: [], retryAfterUs: 0, tatsUs: [], ttlMs: [], holdUs: 0, nowUs: NaN }
   }
   const reply = await store.decide(keys, buckets.map(b => b.capacityUs), incs, charge)
   const now = reply.nowUs
@@ -26,12 +26,14 @@ export async function libStep (store: Pick<BucketStore, 'decide'>, keys: readonl
     retryAfterUs: retry,
     tatsUs: [...reply.tatsUs],
     ttlMs: reply.tatsUs.map(t => Math.ceil((t - now) / 1000)),
+    // decided without a delay: an admitted charge never lies past D
+    holdUs: 0,
     nowUs: now,
   }
 }
 
-/** The comparable part of a result (a 413 has no state to compare). */
-export function comparable (r: ModelResult): Omit<ModelResult, 'ttlMs'> {
+/** The comparable part of a result (a 413 has no state to compare; no delay, so no hold). */
+export function comparable (r: ModelResult): Omit<ModelResult, 'ttlMs' | 'holdUs'> {
   return r.tooLarge
     ? { tooLarge: true, allowed: false, remaining: [], retryAfterUs: 0, tatsUs: [] }
     : { tooLarge: false, allowed: r.allowed, remaining: r.remaining, retryAfterUs: r.retryAfterUs, tatsUs: r.tatsUs }

@@ -2,7 +2,7 @@
  * Concurrency limits: slots per caller (and per tier) and per route, taken in onRequest,
  * always given back (response, abort, timeout, thrown handler), leased in Redis.
  */
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import Fastify from 'fastify'
 import { describe, expect, it } from 'vitest'
 import gcra from '../../lib/index.js'
@@ -136,7 +136,7 @@ describe.each(storeCases)('concurrency limits ($name)', (store: StoreCase) => {
 })
 
 /** A listening app, for what only a real socket does: aborts and timeouts. */
-async function listening (store: StoreCase, serverOptions: Parameters<typeof Fastify>[0], route: (app: FastifyInstance) => void, prefix = randomPrefix()): Promise<{ app: FastifyInstance, url: string }> {
+async function listening (store: StoreCase, serverOptions: FastifyServerOptions, route: (app: FastifyInstance) => void, prefix = randomPrefix()): Promise<{ app: FastifyInstance, url: string }> {
   const app = Fastify(serverOptions)
   await app.register(gcra, { ...store.options(), prefix })
   route(app)
@@ -256,7 +256,7 @@ describe.runIf(hasRedis)('concurrency slots in Redis', () => {
     expect(await store.acquire(key, 1, 'other', 200)).toEqual({ acquired: true, inFlight: 1 })
     // a renewal of an ended lease does not take the slot again
     await store.renew([key], ['crashed'], 200)
-    expect(await client.zrange(key, 0, -1)).toEqual(['other'])
+    expect(await client.zrange(key, '0', '-1')).toEqual(['other'])
     await store.release(key, 'other')
     expect(await client.exists(key)).toBe(0)
   })

@@ -59,7 +59,7 @@ describe('the refusal log bound', () => {
     const lines: Array<Record<string, unknown>> = []
     const request = { rateLimit: null, log: { info: (fields: Record<string, unknown>) => lines.push(fields) } } as unknown as FastifyRequest
     const reply = { statusCode: 503 } as FastifyReply
-    const seen: Observation = { route: 'GET /p', tier: 'none', outcome: 'store_unavailable' }
+    const seen: Observation = { route: 'GET /p', tier: 'none', outcome: 'store_unavailable', shadow: false }
     for (let i = 0; i < 10; i++) log.sink(request, reply, seen)
     expect(lines).toHaveLength(3)
     expect(log.suppressed).toBe(7)

@@ -33,7 +33,7 @@ export interface TestCluster {
 
 export async function startCluster (masters = 3): Promise<TestCluster> {
   const taken = new Set<number>()
-  const nodes = []
+  const nodes: Array<Awaited<ReturnType<typeof startRedis>>> = []
   try {
     for (let i = 0; i < masters; i++) {
       const port = await clusterPort(taken)

@@ -65,7 +65,7 @@ describe.runIf(hasRedis)('coalesced calls on Redis against the model', () => {
           // same transaction, so none can expire before the next tick (a few ms of real time)
           const tx = (redis as Redis).multi().eval(GCRA_LUA_FIXED_CLOCK, keys.length, ...keys, ...argv, now)
           for (const key of keys) tx.persist(key)
-          const [[error, reply]] = (await tx.exec())! as Array<[Error | null, unknown]>
+          const [[error, reply]] = (await tx.exec())! as Array<[Error | null, unknown]> as [[Error | null, unknown]]
           if (error !== null) throw error
           return reply
         })
