@@ -40,9 +40,14 @@ export function createStore (options: NormalisedOptions): RateLimitStore {
 }
 
 /** Resolves when an ioredis client is ready (at once if it is). */
-function whenReady (client: Redis | Cluster): Promise<void> {
+/** Resolves once the client is ready; `keep` gets the listener, for whoever must remove it if that never happens. */
+function whenReady (client: Redis | Cluster, keep: (listener: () => void) => void): Promise<void> {
   if (client.status === 'ready') return Promise.resolve()
-  return new Promise(resolve => client.once('ready', () => resolve()))
+  return new Promise((resolve) => {
+    const listener = (): void => { resolve() }
+    keep(listener)
+    client.once('ready', listener)
+  })
 }
 
 /** The longest start-up waits for the plugin's own client to connect, ms. */
@@ -81,8 +86,13 @@ export async function startRedis (fastify: FastifyInstance, store: RedisStore, o
     fastify.log.error({ err: reason, store: address }, `fastify-gcra: cannot reach Redis at ${address} (${typeof why === 'string' && why !== '' ? why : String(reason)}); until it answers, requests follow onStoreError (by default 'local': each instance limits them on its own, in memory)`)
     client.once('ready', answers)
   }
-  // a client given to the plugin outlives the app: leave no listener on it
-  fastify.addHook('onClose', async () => { client.off('ready', answers) })
+  // a client given to the plugin outlives the app: leave no listener on it, also when it
+  // never became ready (the start-up check below waits for that)
+  let waitingForReady: (() => void) | undefined
+  fastify.addHook('onClose', async () => {
+    client.off('ready', answers)
+    if (waitingForReady !== undefined) client.off('ready', waitingForReady)
+  })
   if (ownClient) {
     // a client of our own: each reconnect attempt goes to debug, not to the console
     client.on('error', (error: unknown) => { fastify.log.debug({ err: error }, 'fastify-gcra: Redis connection error') })
@@ -119,7 +129,7 @@ export async function startRedis (fastify: FastifyInstance, store: RedisStore, o
   fastify.addHook('onReady', async () => {
     // the deny cache starts once refunds from other instances can be heard
     const listening = decider.listen()
-    const check = whenReady(client).then(() => evictionPolicies(client)).then((policies) => {
+    const check = whenReady(client, (listener) => { waitingForReady = listener }).then(() => evictionPolicies(client)).then((policies) => {
       const evicting = [...new Set(policies.filter(p => p !== 'noeviction'))]
       if (evicting.length > 0) {
         fastify.log.warn({ maxmemoryPolicy: evicting }, `fastify-gcra: Redis maxmemory-policy is ${evicting.join(', ')}, not noeviction: under memory pressure Redis may evict buckets, which resets those limits`)

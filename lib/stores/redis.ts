@@ -43,6 +43,8 @@ export class RedisStore implements RemoteStore {
   readonly #owns: boolean
   /** The connection that hears refunds (subscribed: it can carry nothing else). */
   #subscriber: Redis | Cluster | undefined
+  /** What onReconnect put on the client, taken off at close. */
+  readonly #onReady: Array<() => void> = []
   readonly #coalescer: Coalescer
 
   /** `timeoutMs`: the store timeout (a call holds its node's turn at most half of it). */
@@ -150,6 +152,7 @@ export class RedisStore implements RemoteStore {
 
   onReconnect (listener: () => void): void {
     this.client.on('ready', listener)
+    this.#onReady.push(listener)
   }
 
   async delete (keys: readonly string[]): Promise<void> {
@@ -160,6 +163,8 @@ export class RedisStore implements RemoteStore {
   }
 
   async close (): Promise<void> {
+    // a client given to the plugin outlives the app: none of the store's listeners stay on it
+    for (const listener of this.#onReady.splice(0)) this.client.off('ready', listener)
     // the refunds connection is always the store's own
     this.#subscriber?.disconnect()
     this.#subscriber = undefined

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import gcra from '../../lib/index.js'
 import { storeAddress } from '../../lib/stores/redis-client.js'
 import { newApp, ok, type LogLine } from '../helpers/app.js'
-import { hasRedis } from '../helpers/redis.js'
+import { hasRedis, randomPrefix, redisClient } from '../helpers/redis.js'
 import { freePort, startRedis } from '../setup/redis.js'
 
 const errors = (logs: LogLine[]) => logs.filter(l => l.level >= 50)
@@ -87,6 +87,33 @@ describe('a Redis out of reach at start', () => {
     // more errors while it retries: still one line
     await new Promise(resolve => setTimeout(resolve, 200))
     expect(startLines(app.logs)).toHaveLength(1)
+  })
+
+  it('leaves no listener on a client given to the plugin that never became ready', async () => {
+    const port = await freePort()
+    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false })
+    const before = { ready: client.listenerCount('ready'), error: client.listenerCount('error') }
+    const app = newApp()
+    await app.register(gcra, { store: { redis: client } })
+    app.get('/p', { config: { rateLimit: { limits: ['1/minute'] } } }, ok)
+    await app.ready()
+    // waiting for it: the start-up check, the line for when it answers
+    expect(client.listenerCount('ready')).toBeGreaterThan(before.ready)
+    await app.close()
+    expect({ ready: client.listenerCount('ready'), error: client.listenerCount('error') }).toEqual(before)
+    client.disconnect()
+  })
+
+  it.runIf(hasRedis)('leaves no listener on a ready client given to the plugin', async () => {
+    const client = redisClient()
+    await new Promise(resolve => client.once('ready', resolve))
+    const before = { ready: client.listenerCount('ready'), error: client.listenerCount('error') }
+    const app = newApp()
+    await app.register(gcra, { store: { redis: client }, prefix: randomPrefix() })
+    app.get('/p', { config: { rateLimit: { limits: ['1/minute'] } } }, ok)
+    expect((await app.inject('/p')).statusCode).toBe(200)
+    await app.close()
+    expect({ ready: client.listenerCount('ready'), error: client.listenerCount('error') }).toEqual(before)
   })
 
   it.runIf(hasRedis)('says so when it answers after all', async () => {
