@@ -24,6 +24,7 @@ import Fastify from 'fastify'
 import rateLimit from '@fastify/rate-limit'
 import { Redis } from 'ioredis'
 import gcra from '../dist/esm/index.js'
+import { LIMITS, registerLimiter, routeConfig } from './lib/apps.js'
 import { LABELS } from './lib/labels.js'
 import { startRedis } from './lib/proc.js'
 import { redisCpuSeconds } from './lib/redis-info.js'
@@ -39,25 +40,13 @@ export const WHOLE_MODES = [
   { store: 'redis', keys: 1_000, window: 100 },
 ]
 const limitersOf = (store) => ['bare', `frl-${store}`, `gcra-${store}`]
-const identity = (req) => req.headers['x-api-key'] ?? req.ip
 const modeId = (m) => `${m.store}/${m.keys}/${m.window}`
 
 /** An app of the bench: the overhead scenario's route and limits, behind `limiter`. */
 async function appFor (limiter, redisPort) {
   const app = Fastify({ logger: false })
-  let config = {}
-  let client
-  if (limiter.startsWith('frl-')) {
-    if (limiter === 'frl-redis') client = new Redis({ host: '127.0.0.1', port: redisPort })
-    await app.register(rateLimit, { global: false, keyGenerator: identity, cache: 20_000, ...(client ? { redis: client } : {}) })
-    config = { rateLimit: { max: 1_000_000_000, timeWindow: 60_000 } }
-  } else if (limiter.startsWith('gcra-')) {
-    // the options the README recommends for a client of one's own
-    if (limiter === 'gcra-redis') client = new Redis({ host: '127.0.0.1', port: redisPort, enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 1 })
-    await app.register(gcra, { store: client ? { redis: client } : 'memory', key: identity })
-    config = { rateLimit: { limits: [{ max: 1_000_000, per: '1 second' }] } }
-  }
-  app.get('/', { config }, async () => ({ hello: 'world' }))
+  const client = await registerLimiter(app, limiter, { gcra, rateLimit, redisPort })
+  app.get('/', { config: routeConfig(limiter, LIMITS.overhead['/']) }, async () => ({ hello: 'world' }))
   await app.ready()
   return { app, client }
 }
@@ -144,15 +133,9 @@ function symbolOf (object, description) {
 /** In the child: per-call CPU µs of the limiter's route hooks, `calls` calls after `warm` unmeasured ones. */
 async function measureHooks ({ limiter, keys, calls, warm }) {
   const app = Fastify({ logger: false })
-  let config
-  if (limiter === 'frl-memory') {
-    await app.register(rateLimit, { global: false, keyGenerator: identity, cache: 20_000 })
-    config = { rateLimit: { max: 1_000_000_000, timeWindow: 60_000 } }
-  } else {
-    await app.register(gcra, { store: 'memory', key: identity })
-    // the hook is called faster than a second's million: a limit no run reaches
-    config = { rateLimit: { limits: [{ max: 1_000_000_000, per: '1 second' }] } }
-  }
+  await registerLimiter(app, limiter, { gcra, rateLimit })
+  // the hook is called faster than the overhead route's million a second: a limit no run reaches
+  const config = routeConfig(limiter, { gcra: { max: 1_000_000_000, per: '1 second' }, frl: LIMITS.overhead['/'].frl })
   let captured
   app.get('/', { config }, async (request, reply) => { captured = { request, reply }; return { hello: 'world' } })
   await app.ready()

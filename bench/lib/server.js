@@ -8,14 +8,13 @@
 // and { type: 'cpu' } with { type: 'cpu', usage: process.cpuUsage() }.
 import Fastify from 'fastify'
 import rateLimit from '@fastify/rate-limit'
-import { Redis } from 'ioredis'
 import gcra from '../../dist/esm/index.js'
 import { RedisStore } from '../../dist/esm/stores/redis.js'
+import { LIMITS, registerLimiter, routeConfig } from './apps.js'
 
 const config = JSON.parse(process.argv[2])
 const { limiter, app: kind = 'overhead', redisPort, record = false } = config
 const nowUs = () => Math.floor((performance.timeOrigin + performance.now()) * 1000)
-const identity = (req) => req.headers['x-api-key'] ?? req.ip
 
 // admitted requests: local clock (all limiters) and, for fastify-gcra on Redis, the Redis clock of the decision
 const admittedUs = []
@@ -31,48 +30,15 @@ if (record && limiter.startsWith('gcra-redis')) {
   }
 }
 
-async function redisClient (pipelined, safe) {
-  const client = new Redis({
-    host: '127.0.0.1',
-    port: redisPort,
-    ...(pipelined ? { enableAutoPipelining: true } : {}),
-    // what the plugin's README recommends for a client of one's own
-    ...(safe ? { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 1 } : {}),
-  })
-  if (client.status !== 'ready') await new Promise((resolve, reject) => { client.once('ready', resolve); client.once('error', reject) })
-  return client
-}
-
-// the limits of each app, in each plugin's terms
-const LIMITS = {
-  overhead: { '/': { gcra: { max: 1_000_000, per: '1 second' }, frl: { max: 1_000_000_000, timeWindow: 60_000 } } },
-  attack: {
-    '/good': { gcra: { max: 1_000_000, per: '1 second' }, frl: { max: 1_000_000_000, timeWindow: 60_000 } },
-    '/bad': { gcra: { max: 10, per: '1 minute' }, frl: { max: 10, timeWindow: 60_000 } },
-  },
-  accuracy: { '/': { gcra: { max: 100, per: '1 second', burst: 20 }, frl: { max: 100, timeWindow: 1000 } } },
-}
-
 const app = Fastify({ logger: false })
-let client
-if (limiter.startsWith('frl-')) {
-  const options = { global: false, keyGenerator: identity, cache: 20_000 }
-  if (limiter !== 'frl-memory') options.redis = client = await redisClient(limiter === 'frl-redis-pipe', false)
-  await app.register(rateLimit, options)
-} else if (limiter.startsWith('gcra-')) {
-  const store = limiter === 'gcra-memory' ? 'memory' : { redis: client = await redisClient(limiter === 'gcra-redis-pipe', true) }
-  await app.register(gcra, { store, key: identity })
-} else if (limiter !== 'bare') {
-  throw new Error(`unknown limiter ${limiter}`)
-}
+const client = await registerLimiter(app, limiter, { gcra, rateLimit, redisPort })
 
 if (record) {
   app.addHook('preHandler', (req, reply, done) => { admittedUs.push(nowUs()); done() })
 }
 
 for (const [url, limits] of Object.entries(LIMITS[kind])) {
-  const rateLimitConfig = limiter.startsWith('frl-') ? { rateLimit: limits.frl } : limiter.startsWith('gcra-') ? { rateLimit: { limits: [limits.gcra] } } : {}
-  app.get(url, { config: rateLimitConfig }, async () => ({ hello: 'world' }))
+  app.get(url, { config: routeConfig(limiter, limits) }, async () => ({ hello: 'world' }))
 }
 
 await app.listen({ port: 0, host: '127.0.0.1' })
