@@ -39,8 +39,7 @@ export function createStore (options: NormalisedOptions): RateLimitStore {
     : new RedisStore(setting.redis, false, options.storeTimeoutMs)
 }
 
-/** Resolves when an ioredis client is ready (at once if it is). */
-/** Resolves once the client is ready; `keep` gets the listener, for whoever must remove it if that never happens. */
+/** Resolves when an ioredis client is ready (at once if it is); `keep` gets the listener, for whoever must remove it if that never happens. */
 function whenReady (client: Redis | Cluster, keep: (listener: () => void) => void): Promise<void> {
   if (client.status === 'ready') return Promise.resolve()
   return new Promise((resolve) => {
